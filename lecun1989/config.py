@@ -1,0 +1,272 @@
+"""Run configuration: dataclasses, the named presets and `--set key=value` overrides.
+
+Every choice the paper leaves open is one named field here, with the guess as
+default and a comment saying it is a guess. Facts are cited to NC89 (LeCun et
+al. 1989) or EB98 ("Efficient BackProp", 1998); see ../shared/PAPER.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from lecun1989.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The network's architecture and initialisation."""
+
+    input_size: int = 16  # NC89 §2: digits scaled to 16x16 (the notebook used 28x28)
+    conv: str = "native"  # "native" (F.conv2d) | "unfold" (the notebook's unfold/fold layer)
+    bias: str = "unit"  # NC89 §3: one bias per unit ("unit"); "map": one per feature map
+    # NC89 §3: each H2 map sees 8 of the 12 H1 maps by an undisclosed scheme. Guess:
+    # "karpathy" blocks; or "balanced", "full" (12 of 12), or an explicit list of 12 lists.
+    table: str | list = "karpathy"
+    pad_value: float = -1.0  # NC89 §3 pads the input with -1; the H1 output likewise is a guess
+    activation: str = "tanh"  # "tanh": A tanh(S a) (NC89 "sigmoid"); "relu" only for ablations
+    tanh_scale: float = 1.7159  # A, EB98 §4.4 (the notebook: 1.716; plain tanh: 1)
+    tanh_slope: float = 2 / 3  # S, EB98 §4.4 (plain tanh: 1)
+    output_activation: bool = True  # NC89: output units are squashed too
+    init: str = "2.4/F"  # NC89: U[-2.4/F, 2.4/F], F = fan-in; "2.4/sqrt(F)" is Karpathy's reading
+    bias_init: str = "zeros"  # not stated in NC89; "zeros" (guess) or "uniform" (as the weights)
+    output_bias_init: float = 0.0  # Karpathy: -1 (all outputs start at the "no" target)
+    dropout: float = 0.0  # ablation ladder only (before H3)
+    dtype: str = "float32"  # "float32" | "float64" (the notebook)
+
+
+@dataclass
+class TrainConfig:
+    """How the network is trained."""
+
+    passes: int = 23  # NC89 §4: 23 passes through the training set
+    optimizer: str = "sgd"  # "sgd" | "sdlm" (NC89's diagonal Newton rule) | "adamw" (ablation)
+    lr: float = 0.03  # SGD step (Karpathy's 0.03); for sdlm the global eps of eps / (mu + h)
+    lr_schedule: list = field(default_factory=list)  # [[first_pass, lr], ...] replaces lr from then
+    lr_final: float | None = None  # ablations: linear decay to this value over the run
+    weight_decay: float = 0.0  # adamw only
+    loss: str = "mse"  # NC89 §4: mean squared error; "cross_entropy" (ablation, softmax outputs)
+    target: float = 1.0  # targets +target / -target; NC89: "in the quasi-linear range" (guess: 1)
+    shuffle: bool = False  # NC89 §4: the patterns are always presented in the same order
+    augment_shift: int = 0  # ablation: random translations of up to this many pixels
+    # SDLM (EB98 §9.1); constants of 1989 unknown: chosen on a validation split (RESULTS.md)
+    sdlm_mu: float = 0.02  # damping mu in eps / (mu + h)
+    sdlm_samples: int = 500  # patterns used to estimate h before each pass (LeNet-5: 500)
+    loss_every: int = 100  # record the loss every this many steps
+    history_every: int = 1000  # record parameter histograms every this many steps
+    snapshot_every: int = 0  # full parameter snapshots every this many steps (0: never)
+
+
+@dataclass
+class DataConfig:
+    """Which digits, from where."""
+
+    name: str = "auto"  # "auto": usps when found, else the embedded mnist-5k
+    data_dir: str | None = None  # a folder with zip.train[.gz] / zip.test[.gz]
+    seed: int = 0  # sampling seed for the mnist sources
+    limit_train: int = 0  # use only the first N training digits (0: all)
+    limit_test: int = 0  # use only the first N test digits (0: all)
+    validation: int = 0  # hold out the LAST N training digits as the test set (model selection)
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved as config.json and inside every checkpoint."""
+
+    preset: str = "paper"
+    seed: int = 0  # fixes the initial weights (and any shuffling or augmentation)
+    engine: str = "auto"  # "auto" | "reference" | "fast"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Inverse of `to_dict`; unknown keys are a ConfigError."""
+        sections = {"model": ModelConfig, "train": TrainConfig, "data": DataConfig}
+        kwargs = {}
+        for key, value in d.items():
+            if key in sections:
+                kwargs[key] = _build(sections[key], value, key)
+            elif key in _names(cls):
+                kwargs[key] = value
+            else:
+                raise ConfigError(f"unknown config key {key!r}; valid: {sorted(_names(cls))}")
+        cfg = cls(**kwargs)
+        validate(cfg)
+        return cfg
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def _build(cls, d: dict, section: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {section!r} must be an object, got {d!r}")
+    unknown = set(d) - _names(cls)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in config section {section!r}")
+    return cls(**d)
+
+
+# --- presets -----------------------------------------------------------------------------
+
+def _paper() -> RunConfig:
+    """Every choice as in NC89, guesses at their named defaults (../shared/PAPER.md)."""
+    return RunConfig(preset="paper")
+
+
+def _karpathy() -> RunConfig:
+    """karpathy/lecun1989-repro: plain tanh, 2.4/sqrt(F) init, output bias -1, SGD lr 0.03."""
+    return RunConfig(
+        preset="karpathy",
+        model=ModelConfig(tanh_scale=1.0, tanh_slope=1.0, init="2.4/sqrt(F)",
+                          output_bias_init=-1.0),
+        train=TrainConfig(optimizer="sgd", lr=0.03),
+    )
+
+
+def _notebook() -> RunConfig:
+    """The original notebook: 28x28, zero padding, shared biases, full H2, 1.716 tanh,
+    lr 0.1, 20 epochs, float64. Its slips are fixed: init uses fan-in (it used fan-out)
+    and the patterns come in a fixed order (it shuffled)."""
+    return RunConfig(
+        preset="notebook",
+        model=ModelConfig(input_size=28, conv="unfold", bias="map", table="full",
+                          pad_value=0.0, tanh_scale=1.716, dtype="float64"),
+        train=TrainConfig(lr=0.1, passes=20),
+    )
+
+
+PRESETS = {"paper": _paper, "karpathy": _karpathy, "notebook": _notebook}
+
+
+def preset(name: str) -> RunConfig:
+    """A fresh RunConfig for a named preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    validate(cfg)
+    return cfg
+
+
+# --- overrides ---------------------------------------------------------------------------
+
+def _field_index() -> dict[str, list[str]]:
+    """Map each bare field name to its dotted paths (e.g. 'lr' -> ['train.lr'])."""
+    index: dict[str, list[str]] = {}
+    for f in fields(RunConfig):
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            for g in fields(sub):
+                index.setdefault(g.name, []).append(f"{f.name}.{g.name}")
+        else:
+            index.setdefault(f.name, []).append(f.name)
+    return index
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    """Parse `text` to the type of the field's current value (JSON for lists and null)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in {"true", "false", "1", "0", "yes", "no"}:
+            return str(value).lower() in {"true", "1", "yes"}
+    elif isinstance(current, int) and not isinstance(value, bool):
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+    elif isinstance(current, float) and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+    elif current is None or isinstance(current, (str, list)):
+        if not isinstance(value, dict):
+            return value
+    raise ConfigError(f"--set {key}={text}: expected a {type(current).__name__}")
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `key=value` strings (keys dotted like 'train.lr' or bare like 'lr')."""
+    index = _field_index()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set train.lr=0.01")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        paths = [key] if "." in key else index.get(key, [])
+        if len(paths) != 1:
+            hint = "ambiguous, use one of " + ", ".join(paths) if paths else "unknown key"
+            raise ConfigError(f"--set {key}: {hint} (see `lecun1989 train --help`)")
+        section, _, name = paths[0].rpartition(".")
+        target = getattr(cfg, section) if section else cfg
+        if not dataclasses.is_dataclass(target) or name not in _names(type(target)):
+            raise ConfigError(f"--set {key}: unknown key (see `lecun1989 train --help`)")
+        setattr(target, name, _parse_value(text.strip(), getattr(target, name), key))
+    validate(cfg)
+    return cfg
+
+
+# --- validation --------------------------------------------------------------------------
+
+_CHOICES = {
+    ("model", "conv"): ("native", "unfold"),
+    ("model", "bias"): ("unit", "map"),
+    ("model", "activation"): ("tanh", "relu"),
+    ("model", "init"): ("2.4/F", "2.4/sqrt(F)"),
+    ("model", "bias_init"): ("zeros", "uniform"),
+    ("model", "dtype"): ("float32", "float64"),
+    ("train", "optimizer"): ("sgd", "sdlm", "adamw"),
+    ("train", "loss"): ("mse", "cross_entropy"),
+    (None, "engine"): ("auto", "reference", "fast"),
+}
+
+_POSITIVE = {("train", "passes"), ("train", "lr"), ("train", "target"), ("train", "loss_every"),
+             ("train", "history_every"), ("train", "sdlm_samples"), ("train", "sdlm_mu"),
+             ("model", "tanh_scale"), ("model", "tanh_slope")}
+_NON_NEGATIVE = {("train", "weight_decay"), ("train", "augment_shift"),
+                 ("train", "snapshot_every"), ("data", "limit_train"), ("data", "limit_test"),
+                 ("data", "validation"), ("model", "dropout")}
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise ConfigError naming the first invalid value."""
+    for (section, name), allowed in _CHOICES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if value not in allowed:
+            where = f"{section}.{name}" if section else name
+            raise ConfigError(f"{where}={value!r} is not valid; choose one of: {allowed}")
+    for section, name in _POSITIVE | _NON_NEGATIVE:
+        value = getattr(getattr(cfg, section), name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{section}.{name}={value!r} must be a number")
+        if value != value or value < 0 or ((section, name) in _POSITIVE and value == 0):
+            sign = "positive" if (section, name) in _POSITIVE else "zero or positive"
+            raise ConfigError(f"{section}.{name}={value!r} must be {sign}")
+    if cfg.model.input_size not in (16, 28):
+        raise ConfigError(f"model.input_size={cfg.model.input_size} must be 16 or 28")
+    if cfg.model.dropout >= 1:
+        raise ConfigError(f"model.dropout={cfg.model.dropout} must be below 1")
+    if cfg.train.lr_final is not None and not (
+        isinstance(cfg.train.lr_final, (int, float)) and cfg.train.lr_final > 0
+    ):
+        raise ConfigError(f"train.lr_final={cfg.train.lr_final!r} must be positive or null")
+    from lecun1989.model.tables import connection_table  # noqa: PLC0415 (avoid a cycle)
+
+    connection_table(cfg.model.table)
+    schedule = cfg.train.lr_schedule
+    for item in schedule if isinstance(schedule, list) else [schedule]:
+        ok = isinstance(item, list) and len(item) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)
+        if not ok or item[0] < 0 or item[1] <= 0:
+            raise ConfigError(f"train.lr_schedule item {item!r}: write [[first_pass, lr], ...], "
+                              "e.g. [[0,5e-4],[2,2e-4]]")

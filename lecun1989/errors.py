@@ -1,0 +1,17 @@
+"""User-facing errors: one line naming the problem and the fix; the CLI exits 2."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad file, bad flag, bad config); never a bug."""
+
+
+class DataError(UserError):
+    """A data file or data source that is missing, corrupt or of the wrong shape."""
+
+
+class ConfigError(UserError):
+    """A configuration value, preset or override that is not valid."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt, unsafe or from an incompatible config."""

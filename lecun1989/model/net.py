@@ -1,0 +1,150 @@
+"""Net1989: the 1989 zip-code network (NC89 §3), configured by `ModelConfig`.
+
+    input 1@16x16 -> pad 2 -> H1 12@8x8 (5x5, stride 2)
+                  -> pad 2 -> H2 12@4x4 (5x5, stride 2, each map sees k of the 12 H1 maps)
+                  -> H3 30 (full) -> output 10 (full)
+
+>>> from lecun1989.model import Net1989, count
+>>> count(Net1989())
+{'units': 1256, 'connections': 64660, 'parameters': 9760, 'macs': 63660}
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lecun1989.config import ModelConfig
+from lecun1989.model.conv import unfold_conv2d
+from lecun1989.model.tables import MAPS, connection_table
+
+KERNEL, STRIDE, PAD = 5, 2, 2  # NC89 §3: 5x5 kernels, stride 2; 2 pixels of padding (guess)
+HIDDEN, CLASSES = 30, 10  # NC89 §3: H3 has 30 units, 10 outputs
+PARAM_NAMES = ("h1_w", "h1_b", "h2_w", "h2_b", "h3_w", "h3_b", "out_w", "out_b")
+
+
+def conv_out(size: int) -> int:
+    """Side of a padded, strided 5x5 convolution's output (16 -> 8 -> 4)."""
+    return (size + 2 * PAD - KERNEL) // STRIDE + 1
+
+
+def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shape of every parameter, in PARAM_NAMES order."""
+    k = connection_table(cfg.table).shape[1]
+    s1 = conv_out(cfg.input_size)
+    s2 = conv_out(s1)
+    unit = cfg.bias == "unit"  # NC89: one bias per unit, not per map
+    return {
+        "h1_w": (MAPS, 1, KERNEL, KERNEL),
+        "h1_b": (MAPS, s1, s1) if unit else (MAPS, 1, 1),
+        "h2_w": (MAPS, k, KERNEL, KERNEL),
+        "h2_b": (MAPS, s2, s2) if unit else (MAPS, 1, 1),
+        "h3_w": (HIDDEN, MAPS * s2 * s2),
+        "h3_b": (HIDDEN,),
+        "out_w": (CLASSES, HIDDEN),
+        "out_b": (CLASSES,),
+    }
+
+
+def fan_in(shape: tuple[int, ...]) -> int:
+    """Inputs feeding one unit through a weight of this shape (bias excluded)."""
+    return math.prod(shape[1:])
+
+
+def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """Initial parameters as float64 arrays, the same for every dtype and engine.
+
+    NC89: weights uniform in [-2.4/F, 2.4/F], F the fan-in; "2.4/sqrt(F)" is Karpathy's
+    reading (a lost square root?). Biases: "zeros" (guess) or uniform like the weights.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    shapes = layer_shapes(cfg)
+    params = {}
+    for layer in ("h1", "h2", "h3", "out"):
+        w_shape, b_shape = shapes[f"{layer}_w"], shapes[f"{layer}_b"]
+        f = fan_in(w_shape)
+        r = 2.4 / f if cfg.init == "2.4/F" else 2.4 / math.sqrt(f)
+        w = (torch.rand(w_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
+        b = (torch.rand(b_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
+        if cfg.bias_init == "zeros":
+            b = torch.zeros(b_shape, dtype=torch.float64)
+        params[f"{layer}_w"], params[f"{layer}_b"] = w.numpy(), b.numpy()
+    if cfg.output_bias_init is not None:
+        params["out_b"][:] = cfg.output_bias_init
+    return params
+
+
+class Net1989(nn.Module):
+    """The network; parameters are attributes named as in PARAM_NAMES."""
+
+    def __init__(self, cfg: ModelConfig | None = None, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg = cfg or ModelConfig()
+        dtype = getattr(torch, cfg.dtype)
+        self.register_buffer("table", torch.from_numpy(connection_table(cfg.table)),
+                             persistent=False)
+        for name, value in init_params(cfg, seed).items():
+            setattr(self, name, nn.Parameter(torch.from_numpy(value).to(dtype)))
+        self._conv = unfold_conv2d if cfg.conv == "unfold" else F.conv2d
+
+    def act(self, a: torch.Tensor) -> torch.Tensor:
+        """NC89's squashing function A tanh(S a) (EB98: A = 1.7159, S = 2/3), or ReLU."""
+        if self.cfg.activation == "relu":
+            return torch.relu(a)
+        return self.cfg.tanh_scale * torch.tanh(self.cfg.tanh_slope * a)
+
+    def layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every layer's output for a batch x of shape (N, 1, S, S), in order."""
+        cfg, pad = self.cfg, (PAD,) * 4
+        x = x.to(self.h1_w.dtype)
+        h1 = self.act(self._conv(F.pad(x, pad, value=cfg.pad_value), self.h1_w, stride=STRIDE)
+                      + self.h1_b)
+        # H2: gather each H2 map's k H1 inputs, then one grouped convolution (groups = 12)
+        x2 = F.pad(h1, pad, value=cfg.pad_value)[:, self.table.reshape(-1)]
+        h2 = self.act(self._conv(x2, self.h2_w, stride=STRIDE, groups=MAPS) + self.h2_b)
+        flat = h2.flatten(1)
+        if cfg.dropout:
+            flat = F.dropout(flat, cfg.dropout, self.training)
+        h3 = self.act(flat @ self.h3_w.T + self.h3_b)
+        out = h3 @ self.out_w.T + self.out_b
+        if cfg.output_activation:
+            out = self.act(out)
+        return {"h1": h1, "h2": h2, "h3": h3, "out": out}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)["out"]
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        """A copy of the parameters as numpy arrays (the engines' exchange format)."""
+        return {n: getattr(self, n).detach().cpu().numpy().copy() for n in PARAM_NAMES}
+
+    def load_numpy_params(self, params: dict[str, np.ndarray]) -> None:
+        """Set the parameters from numpy arrays of the right shapes."""
+        with torch.no_grad():
+            for n in PARAM_NAMES:
+                p = getattr(self, n)
+                p.copy_(torch.as_tensor(np.asarray(params[n]).reshape(p.shape), dtype=p.dtype))
+
+
+def count(model: Net1989) -> dict[str, int]:
+    """Units, connections, free parameters and multiply-accumulates of one forward pass.
+
+    Measured from the model: a forward pass gives each layer's units; a unit's connections
+    are its weighted inputs (padding included, as NC89 counts them) plus its bias.
+    """
+    size = model.cfg.input_size
+    with torch.no_grad():
+        layers = model.layers(torch.zeros(1, 1, size, size))
+    units, connections, macs = size * size, 0, 0
+    for name, out in layers.items():
+        n = out[0].numel()
+        w = getattr(model, f"{name}_w")
+        units += n
+        macs += n * fan_in(tuple(w.shape))
+        connections += n * (fan_in(tuple(w.shape)) + 1)
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"units": units, "connections": connections, "parameters": parameters, "macs": macs}
