@@ -189,9 +189,8 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     elif isinstance(current, float) and not isinstance(value, bool):
         if isinstance(value, (int, float)):
             return float(value)
-    elif current is None or isinstance(current, (str, list)):
-        if not isinstance(value, dict):
-            return value
+    elif (current is None or isinstance(current, (str, list))) and not isinstance(value, dict):
+        return value
     raise ConfigError(f"--set {key}={text}: expected a {type(current).__name__}")
 
 
