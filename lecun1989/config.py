@@ -65,7 +65,7 @@ class DataConfig:
 
     name: str = "auto"  # "auto": usps when found, else the embedded mnist-5k
     data_dir: str | None = None  # a folder with zip.train[.gz] / zip.test[.gz]
-    seed: int = 0  # sampling seed for the mnist sources
+    sample_seed: int = 0  # which digits the mnist sources sample (fixed, not the run seed)
     limit_train: int = 0  # use only the first N training digits (0: all)
     limit_test: int = 0  # use only the first N test digits (0: all)
     validation: int = 0  # hold out the LAST N training digits as the test set (model selection)

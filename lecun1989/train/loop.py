@@ -62,7 +62,8 @@ def load_run_data(cfg: RunConfig, **load_kwargs) -> RunData:
     note = ""
     if d.name == "auto":
         d.name, note = datasets.default_source(data_dir)
-    raw = datasets.load(d.name, geometry=cfg.model.input_size, data_dir=data_dir, seed=d.seed,
+    raw = datasets.load(d.name, geometry=cfg.model.input_size, data_dir=data_dir,
+                        seed=d.sample_seed,
                         **load_kwargs)
     xtr, ytr, xte, yte = raw.train_images, raw.train_labels, raw.test_images, raw.test_labels
     manifest = dict(raw.manifest)

@@ -1,0 +1,131 @@
+"""The reference engine and the shared driver: one SGD step by hand, determinism, metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lecun1989.config import apply_overrides, preset
+from lecun1989.engines.reference import ReferenceEngine
+from lecun1989.model import Net1989, init_params
+from lecun1989.train import checkpoint
+from lecun1989.train.loop import RunData, fit, lr_at, pass_data
+from lecun1989.train.metrics import evaluate_outputs, reject_curve, reject_for_error, targets
+
+
+def _digits(n_train=120, n_test=60, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.clip(rng.normal(-0.6, 0.6, size=(n_train + n_test, 1, 16, 16)), -1, 1)
+    y = rng.integers(0, 10, size=n_train + n_test)
+    for i, label in enumerate(y):  # a learnable signal: a bright bar whose row is the label
+        x[i, 0, label + 3, 2:14] = 1.0
+    x = x.astype(np.float32)
+    return RunData("synthetic", x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def test_one_sgd_step_equals_a_hand_computed_step():
+    """The output layer by hand (NC89's MSE, scaled tanh), the rest by autograd."""
+    cfg = apply_overrides(preset("paper"), ["model.dtype=float64", "train.lr=0.05"])
+    data = _digits()
+    params = init_params(cfg.model, cfg.seed)
+    engine = ReferenceEngine(cfg, params)
+    x, label = data.train_images[:1], int(data.train_labels[0])
+    model = Net1989(cfg.model)
+    model.load_numpy_params(params)
+    layers = {k: v.detach().double().numpy()[0] for k, v in model.layers(
+        torch.from_numpy(x)).items()}
+    h3, y = layers["h3"], layers["out"]
+    A, S = cfg.model.tanh_scale, cfg.model.tanh_slope
+    a = np.arctanh(y / A) / S  # total input of the output units
+    t = -np.ones(10)
+    t[label] = 1
+    dE_da = 2 * (y - t) / 10 * A * S * (1 - np.tanh(S * a) ** 2)  # E = mean_k (y_k - t_k)^2
+    loss = engine.train_steps(data.train_images, data.train_labels, 0, 1, lr=0.05)
+    assert loss[0] == pytest.approx(np.mean((y - t) ** 2), rel=1e-12)
+    new = engine.params()
+    np.testing.assert_allclose(new["out_w"], params["out_w"] - 0.05 * np.outer(dE_da, h3),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(new["out_b"], params["out_b"] - 0.05 * dE_da, rtol=1e-12,
+                               atol=1e-15)
+    # every other parameter moved by exactly -lr times autograd's gradient
+    out = model(torch.from_numpy(x))
+    grads = torch.autograd.grad(torch.mean((out - torch.from_numpy(t)) ** 2),
+                                list(model.parameters()))
+    for (name, _p), g in zip(model.named_parameters(), grads, strict=True):
+        np.testing.assert_allclose(new[name], params[name] - 0.05 * g.numpy(), rtol=1e-12,
+                                   atol=1e-15)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    data = _digits()
+    runs = []
+    for seed in (0, 0, 1):
+        cfg = apply_overrides(preset("paper"), ["passes=2", f"seed={seed}", "engine=reference"])
+        runs.append(fit(cfg, data, progress=False, log=lambda s: None))
+    p = [r.engine.params() for r in runs]
+    assert all(np.array_equal(p[0][k], p[1][k]) for k in p[0])
+    assert runs[0].summary["final"] == runs[1].summary["final"]
+    assert not np.array_equal(p[0]["h1_w"], p[2]["h1_w"])
+
+
+def test_fit_learns_and_writes_a_complete_run_folder(tmp_path):
+    cfg = apply_overrides(preset("karpathy"), ["passes=3", "engine=reference", "lr=0.05"])
+    data = _digits()
+    run = fit(cfg, data, tmp_path / "run", progress=False, log=lambda s: None)
+    s = json.loads((tmp_path / "run/summary.json").read_text())
+    lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and [json.loads(x)["pass"] for x in lines] == [1, 2, 3]
+    assert s["final"]["train"]["error"] < 0.5  # it learned the bars
+    assert s["passes"][-1]["train"]["mse"] < s["passes"][0]["train"]["mse"]
+    assert {"preset", "data", "engine", "seconds", "passes", "final", "mse_convention"} <= set(s)
+    for split in ("train", "test"):
+        m = s["final"][split]
+        assert m["misses"] == round(m["error"] * m["n"])
+    config = json.loads((tmp_path / "run/config.json").read_text())
+    assert config["versions"]["torch"].startswith("2.13.0")
+    cfg2, params, _, meta = checkpoint.load(tmp_path / "run")
+    assert cfg2 == cfg and meta["pass"] == 3
+    assert all(np.array_equal(params[k], v) for k, v in run.engine.params().items())
+    from safetensors.torch import load_file  # no pickle involved
+    assert load_file(str(tmp_path / "run/model.safetensors"))["h1_w"].shape == (12, 1, 5, 5)
+
+
+def test_metrics_match_a_direct_count():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    outputs = rng.normal(size=(500, 10)) + 2.5 * targets(labels)  # ~5% wrong
+    m = evaluate_outputs(outputs, labels)
+    assert m["misses"] == int((outputs.argmax(1) != labels).sum())
+    assert m["mse"] == pytest.approx(np.mean((outputs - targets(labels)) ** 2))
+    assert m["mse_half"] == pytest.approx(m["mse"] / 2)
+    rejected, err = reject_curve(outputs, labels)
+    assert rejected[0] == 0 and err[0] == pytest.approx(m["error"])
+    # brute force: reject the k least confident digits, count errors on the rest
+    top = np.sort(outputs, 1)
+    margin = top[:, -1] - top[:, -2]
+    for k in (0, 17, 250, 499):
+        keep = np.argsort(margin, kind="stable")[k:]
+        assert err[k] == pytest.approx((outputs[keep].argmax(1) != labels[keep]).mean())
+    r = reject_for_error(outputs, labels, 0.01)
+    k = round(r * 500)
+    assert err[k] <= 0.01 and (k == 0 or err[k - 1] > 0.01)
+
+
+def test_perfect_outputs_need_no_rejection():
+    labels = np.arange(10).repeat(3)
+    assert reject_for_error(targets(labels), labels) == 0.0
+
+
+def test_lr_schedule_and_fixed_order():
+    cfg = apply_overrides(preset("paper"), ["lr=0.1", "lr_schedule=[[2, 0.01], [5, 0.001]]"])
+    assert [lr_at(cfg, p, 0, 10) for p in (0, 1, 2, 4, 5, 9)] == [0.1, 0.1, 0.01, 0.01,
+                                                                 0.001, 0.001]
+    data = _digits()
+    x, y = pass_data(cfg, 3, data.train_images, data.train_labels)
+    assert x is data.train_images and y is data.train_labels  # NC89: the same order each pass
+    cfg = apply_overrides(cfg, ["shuffle=true", "augment_shift=1"])
+    x1, y1 = pass_data(cfg, 3, data.train_images, data.train_labels)
+    x2, y2 = pass_data(cfg, 4, data.train_images, data.train_labels)
+    assert sorted(y1) == sorted(data.train_labels) and not np.array_equal(y1, y2)
+    assert x1.min() >= -1 and x1.max() <= 1
