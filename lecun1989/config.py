@@ -116,6 +116,30 @@ def _build(cls, d: dict, section: str):
     return cls(**d)
 
 
+# Every field whose paper value is a guess (or unknown), with what the paper does say.
+# The one place these are described for users (the report lists them beside the values).
+GUESSES = {
+    "data.name": "NC89's 9298 Buffalo digits are not public; the USPS set (ESL zip.train/"
+                 "zip.test, same 7291/2007 split, deslanted) is the closest copy",
+    "model.table": "NC89 §3: each H2 map sees 8 of the 12 H1 maps, 'a scheme that will not be "
+                   "described here'; guess: Karpathy's blocks",
+    "model.pad_value": "NC89 §3 pads the input with -1; padding H1's output with -1 too is a "
+                       "guess (Karpathy)",
+    "model.tanh_scale": "NC89 names a scaled tanh without constants; A = 1.7159 from EB98 §4.4",
+    "model.tanh_slope": "NC89 names a scaled tanh without constants; S = 2/3 from EB98 §4.4",
+    "model.init": "NC89: U[-2.4/F, 2.4/F]; Karpathy suspects a lost square root (2.4/sqrt(F))",
+    "model.bias_init": "not stated in NC89; guess: zeros",
+    "model.output_bias_init": "not stated in NC89; guess: 0 (Karpathy: -1)",
+    "train.target": "NC89: targets 'in the quasi-linear range'; guess: +1/-1",
+    "train.optimizer": "NC89 §4: a diagonal Newton rule ('sdlm', EB98 §9.1); 'sgd' is the "
+                       "reproductions' stand-in",
+    "train.lr": "not given in NC89; SGD 0.03 is Karpathy's; for sdlm the global eps",
+    "train.lr_schedule": "not given in NC89 (LeNet-5 lowered eps pass by pass)",
+    "train.sdlm_mu": "not given in NC89; LeNet-5 and eblearn used mu = 0.02",
+    "train.sdlm_samples": "not given in NC89; LeNet-5 estimated h on 500 patterns per pass",
+}
+
+
 # --- presets -----------------------------------------------------------------------------
 
 def _paper() -> RunConfig:
@@ -145,7 +169,46 @@ def _notebook() -> RunConfig:
     )
 
 
-PRESETS = {"paper": _paper, "karpathy": _karpathy, "notebook": _notebook}
+# The modern ablation ladder (karpathy/lecun1989-repro's modern.py), each on top of the last.
+def _modern_softmax() -> RunConfig:
+    """Ladder 1: linear output layer, softmax with cross-entropy, SGD lr 0.01."""
+    cfg = _karpathy()
+    cfg.preset = "modern-softmax"
+    cfg.model.output_activation = False
+    cfg.model.output_bias_init = 0.0  # -1 only made sense for tanh outputs aiming at -1
+    cfg.train.loss, cfg.train.lr = "cross_entropy", 0.01
+    return cfg
+
+
+def _modern_adamw() -> RunConfig:
+    """Ladder 2: AdamW (torch's default weight decay 0.01), lr 3e-4 decaying to 1e-4, 46 passes."""
+    cfg = _modern_softmax()
+    cfg.preset = "modern-adamw"
+    cfg.train.optimizer, cfg.train.lr, cfg.train.lr_final = "adamw", 3e-4, 1e-4
+    cfg.train.weight_decay, cfg.train.passes = 0.01, 46
+    return cfg
+
+
+def _modern_augment() -> RunConfig:
+    """Ladder 3: random shifts of up to 1 pixel (background-filled, not rolled), 60 passes."""
+    cfg = _modern_adamw()
+    cfg.preset = "modern-augment"
+    cfg.train.augment_shift, cfg.train.passes = 1, 60
+    return cfg
+
+
+def _modern_relu_dropout() -> RunConfig:
+    """Ladder 4: ReLU units and dropout 0.25 before H3, 80 passes."""
+    cfg = _modern_augment()
+    cfg.preset = "modern-relu-dropout"
+    cfg.model.activation, cfg.model.dropout, cfg.train.passes = "relu", 0.25, 80
+    return cfg
+
+
+PRESETS = {"paper": _paper, "karpathy": _karpathy, "notebook": _notebook,
+           "modern-softmax": _modern_softmax, "modern-adamw": _modern_adamw,
+           "modern-augment": _modern_augment, "modern-relu-dropout": _modern_relu_dropout}
+LADDER = ("karpathy", "modern-softmax", "modern-adamw", "modern-augment", "modern-relu-dropout")
 
 
 def preset(name: str) -> RunConfig:
