@@ -15,15 +15,19 @@ def targets(labels: np.ndarray, value: float = 1.0, classes: int = 10) -> np.nda
     return t
 
 
+def margins(outputs: np.ndarray) -> np.ndarray:
+    """Difference of the two largest outputs of each pattern: NC89 §5 rejects on it."""
+    top2 = np.sort(outputs, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
 def reject_curve(outputs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Error on the accepted digits as the least confident ones are rejected, one at a time.
 
     NC89 §5 rejects on the difference between the two largest outputs. Returns
     (rejected fraction, error among the rest) for 0, 1, ..., N-1 rejected digits.
     """
-    top2 = np.sort(outputs, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    order = np.argsort(margin, kind="stable")  # least confident first
+    order = np.argsort(margins(outputs), kind="stable")  # least confident first
     wrong = (outputs.argmax(1) != labels)[order]
     n = len(labels)
     kept_wrong = wrong.sum() - np.concatenate([[0], np.cumsum(wrong)[:-1]])
@@ -38,6 +42,17 @@ def reject_for_error(outputs: np.ndarray, labels: np.ndarray, error: float = 0.0
     return float(rejected[ok[0]]) if len(ok) else 1.0
 
 
+def reject_threshold(outputs: np.ndarray, labels: np.ndarray, error: float = 0.01) -> float:
+    """The margin below which `reject_for_error` rejects: reject a digit if margin < this."""
+    k = round(reject_for_error(outputs, labels, error) * len(labels))
+    m = np.sort(margins(outputs))
+    if k == 0:
+        return 0.0
+    if k >= len(m):
+        return float(np.nextafter(m[-1], np.inf))
+    return float((m[k - 1] + m[k]) / 2)  # halfway between the last rejected and first kept
+
+
 def evaluate_outputs(outputs: np.ndarray, labels: np.ndarray, target: float = 1.0) -> dict:
     """The paper's metrics for a set of network outputs."""
     outputs = np.asarray(outputs, dtype=np.float64)
@@ -50,4 +65,5 @@ def evaluate_outputs(outputs: np.ndarray, labels: np.ndarray, target: float = 1.
         "misses": misses,
         "n": int(len(labels)),
         "reject_for_1pct": reject_for_error(outputs, labels, 0.01),
+        "reject_threshold_1pct": reject_threshold(outputs, labels, 0.01),
     }

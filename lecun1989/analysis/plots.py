@@ -1,0 +1,474 @@
+"""The pictures of a run, as matplotlib Figures (no pyplot: no global state, Agg by default).
+
+    paths = plot_run("runs/demo")  # PNGs in runs/demo/plots/
+
+Digits are drawn black on white: -1 (the background) is white, +1 black.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from lecun1989 import paper
+from lecun1989.analysis.history import param_density, read_jsonl, read_loss, read_param_history
+from lecun1989.config import RunConfig
+from lecun1989.errors import UserError
+from lecun1989.model.tables import MAPS, connection_table
+from lecun1989.train import rundir
+from lecun1989.train.metrics import margins, reject_curve
+
+DPI = 110
+DIGIT = {"cmap": "gray_r", "vmin": -1, "vmax": 1}  # background -1 white, ink +1 black
+LAYERS = {"h1": "H1 (12 maps 8x8, 5x5 kernels)", "h2": "H2 (12 maps 4x4, 5x5 kernels)",
+          "h3": "H3 (30 units)", "out": "output (10 units)"}
+EXTRA_KEYS = ("engine_resolved", "engine_reason", "versions", "data_manifest")
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _mosaic(tiles: np.ndarray, cols: int, gap: int = 1, top: int = 0) -> np.ndarray:
+    """Tiles (n, h, w) laid out `cols` to a row, NaN between them (and `top` rows above each)."""
+    n, h, w = tiles.shape
+    rows = max(1, -(-n // cols))
+    out = np.full((rows * (h + gap + top) + gap, cols * (w + gap) + gap), np.nan)
+    for k in range(n):
+        y, x = gap + top + (k // cols) * (h + gap + top), gap + (k % cols) * (w + gap)
+        out[y:y + h, x:x + w] = tiles[k]
+    return out
+
+
+def _tile_origin(k: int, shape: tuple[int, int], cols: int, gap: int = 1, top: int = 0):
+    """(x, y) of the top-left pixel of tile k in `_mosaic`'s layout."""
+    h, w = shape
+    return gap + (k % cols) * (w + gap) - 0.5, gap + top + (k // cols) * (h + gap + top) - 0.5
+
+
+def _show(ax, image: np.ndarray, bad: str = "white", **kw):
+    """imshow without ticks; NaN (the gaps of a mosaic) drawn in `bad`."""
+    cmap = matplotlib.colormaps[kw.pop("cmap")].with_extremes(bad=bad)
+    im = ax.imshow(image, cmap=cmap, interpolation="nearest", **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def _digit_mosaic(ax, images: np.ndarray, captions: list[str], cols: int,
+                  color: str = "black") -> None:
+    """Digits black on white in one image, each with a caption above it."""
+    tiles = np.asarray(images)[:, 0]
+    top = max(4, tiles.shape[1] // 3)
+    _show(ax, _mosaic(tiles, cols, gap=2, top=top), bad="white", **DIGIT)
+    for k, text in enumerate(captions):
+        x, y = _tile_origin(k, tiles.shape[1:], cols, gap=2, top=top)
+        ax.text(x + tiles.shape[2] / 2, y - 0.5, text, ha="center", va="bottom", fontsize=9,
+                color=color)
+
+
+# --- the pictures ------------------------------------------------------------------------
+
+def digits_grid(images: np.ndarray, labels: np.ndarray, rows: int = 4, cols: int = 10,
+                title: str = "The first training digits, as the network sees them") -> Figure:
+    """A grid of digits with their labels."""
+    n = min(rows * cols, len(labels))
+    rows = -(-n // cols)
+    fig = _figure(cols * 0.95, rows * 1.15 + 0.7)
+    size = images.shape[-1]
+    ax = fig.subplots()
+    _digit_mosaic(ax, images[:n], [f"label {y}" for y in labels[:n]], cols)
+    ax.set_title(f"{title}\n({size}x{size} pixels in [-1, 1]: -1 white, +1 black)")
+    return fig
+
+
+def loss_curve(loss: dict[str, np.ndarray], steps_per_pass: int | None = None,
+               window: int | None = None) -> Figure:
+    """The training loss with its rolling mean (the notebook's figure), log scale."""
+    fig = _figure(9, 4.2)
+    ax = fig.subplots()
+    steps, values = loss["step"], loss["loss"]
+    if len(steps):
+        per_pass = max(1, int(np.sum(loss["pass"] == loss["pass"][0])))
+        window = window or max(5, per_pass // 4)  # default: a quarter of a pass
+        ax.plot(steps, values, lw=0.6, alpha=0.45, color="tab:blue", label="mean loss per record")
+        if len(values) >= window:
+            rolling = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], rolling, lw=2, color="tab:red",
+                    label=f"rolling mean over {window} records")
+        if np.all(values > 0):
+            ax.set_yscale("log")
+        ax.legend()
+    if steps_per_pass:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_pass,
+                                                   lambda p: p * steps_per_pass))
+        top.set_xlabel("pass")
+    ax.set_xlabel("step (patterns presented)")
+    ax.set_ylabel("loss (MSE per pattern)")
+    ax.set_title("Training loss")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def pass_metrics(records: list[dict], data_name: str = "") -> Figure:
+    """Train and test MSE and error after every pass, with the paper's final values."""
+    fig = _figure(12, 4.5)
+    axes = fig.subplots(1, 2)
+    passes = [r["pass"] for r in records]
+    on = f" on {data_name}" if data_name else ""
+    for ax, key, scale, label in ((axes[0], "mse", 1, "MSE"), (axes[1], "error", 100,
+                                                                "error (%)")):
+        for split, color in (("train", "tab:blue"), ("test", "tab:orange")):
+            values = [r[split][key] * scale for r in records]
+            ax.plot(passes, values, "o-", color=color, ms=4, label=f"{split}{on}")
+            ax.axhline(paper.RESULTS[split][key] * scale, color=color, ls="--", lw=1,
+                       label=f"paper {split} (NC89, {paper.PASSES} passes)")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("pass")
+        ax.set_ylabel(label + " (log scale)")
+        ax.set_title(f"{label} after each pass")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Train and test metrics per pass; dashed: the paper's final values")
+    return fig
+
+
+_thousands = FuncFormatter(lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}")
+
+
+def param_heatmaps(records: list[dict], bins: int = 64) -> Figure:
+    """Each tensor's value distribution over training (the notebook's `draw_history`)."""
+    fig = Figure(figsize=(12, 11), dpi=DPI)  # laid out by hand: constrained layout is slow
+    axes = fig.subplots(4, 2, gridspec_kw={"left": 0.07, "right": 0.86, "top": 0.93,
+                                           "bottom": 0.05, "hspace": 0.35, "wspace": 0.2})
+    mesh = None
+    for row, layer in enumerate(LAYERS):
+        for col, kind in enumerate(("w", "b")):
+            ax, name = axes[row, col], f"{layer}_{kind}"
+            steps, edges, density = param_density(records, name, bins)
+            x = np.concatenate([[steps[0]], (steps[1:] + steps[:-1]) / 2, [steps[-1]]]) \
+                if len(steps) > 1 else np.array([steps[0] - 0.5, steps[0] + 0.5])
+            mesh = ax.pcolormesh(x, edges, np.where(density > 0, density, np.nan),
+                                 norm=LogNorm(1e-4, 1), cmap="magma", shading="flat")
+            ax.set_facecolor("black")
+            ax.set_title(f"{LAYERS[layer]}: {'weights' if kind == 'w' else 'biases'} "
+                         f"({name})", fontsize=10)
+            ax.set_ylabel("value")
+            ax.xaxis.set_major_locator(MaxNLocator(6))
+            ax.xaxis.set_major_formatter(_thousands)
+            if row == 3:
+                ax.set_xlabel("step")
+    fig.colorbar(mesh, cax=fig.add_axes((0.9, 0.25, 0.015, 0.5)),
+                 label="fraction of the tensor's values per bin (log)")
+    fig.suptitle("Parameter values over training: x = step, y = value, colour = density")
+    return fig
+
+
+def feature_maps(layers: dict, image: np.ndarray, label: int, prediction: int,
+                 scale: float = 1.7159) -> Figure:
+    """A digit and the 12 H1 and 12 H2 maps it produces (`Net1989.layers`)."""
+    fig = _figure(15, 3.4)
+    left, right = fig.subplots(1, 2, width_ratios=[1, 6.5])
+    _show(left, np.asarray(image)[0], **DIGIT)
+    left.set_title(f"input: label {label},\npredicted {prediction}", fontsize=10)
+    h1, h2 = np.asarray(layers["h1"])[0], np.asarray(layers["h2"])[0]
+    zoom = h1.shape[1] // h2.shape[1]  # draw H2's 4x4 maps at H1's size, pixel for pixel
+    tiles = np.concatenate([h1, np.kron(h2, np.ones((zoom, zoom)))])
+    im = _show(right, _mosaic(tiles, MAPS), cmap="RdBu_r", vmin=-scale, vmax=scale)
+    size = h1.shape[1]
+    right.set_xticks([1 + j * (size + 1) + size / 2 - 0.5 for j in range(MAPS)],
+                     [f"map {j}" for j in range(MAPS)])
+    right.set_yticks([1 + r * (size + 1) + size / 2 - 0.5 for r in range(2)],
+                     [f"H1 ({size}x{size})", f"H2 ({h2.shape[1]}x{h2.shape[2]})"])
+    right.tick_params(length=0)
+    fig.colorbar(im, ax=right, shrink=0.9, label="unit output")
+    right.set_title("Feature maps of one test digit (red: positive, blue: negative)")
+    return fig
+
+
+def kernels(params: dict[str, np.ndarray], table) -> Figure:
+    """The learned 5x5 kernels: H1's 12, and H2's, one row per H2 map, one column per H1 map."""
+    fig = _figure(11.5, 6.2)
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2.2])
+    h1 = np.asarray(params["h1_w"])[:, 0]
+    lim = float(np.abs(h1).max()) or 1.0
+    im = _show(left, _mosaic(h1, 3), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    left.set_yticks([1 + r * 6 + 2 for r in range(4)], [f"maps {3 * r}-{3 * r + 2}"
+                                                        for r in range(4)])
+    left.set_title("H1: the 12 kernels (input -> H1 map)", fontsize=10)
+    fig.colorbar(im, ax=left, location="bottom", shrink=0.8, label="H1 weight")
+    h2, rows = np.asarray(params["h2_w"]), connection_table(table)
+    grid = np.full((MAPS * MAPS, 5, 5), np.nan)  # row j, column i: H2 map j's kernel on H1 i
+    for j in range(MAPS):
+        for k, i in enumerate(rows[j]):
+            grid[j * MAPS + i] = h2[j, k]
+    lim = float(np.abs(h2).max()) or 1.0
+    im = _show(right, _mosaic(grid, MAPS), bad="0.8", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    centres = [1 + k * 6 + 2 for k in range(MAPS)]
+    right.set_xticks(centres, range(MAPS))
+    right.set_yticks(centres, range(MAPS))
+    right.set_xlabel("H1 map (input)")
+    right.set_ylabel("H2 map")
+    right.set_title("H2: one 5x5 kernel per connection (grey: not connected)", fontsize=10)
+    fig.colorbar(im, ax=right, shrink=0.8, label="H2 weight")
+    fig.suptitle("Learned kernels (red: positive, blue: negative weights)")
+    return fig
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, outputs: np.ndarray,
+                  limit: int = 60, cols: int = 10) -> Figure:
+    """The misclassified test digits, most confident mistakes first."""
+    predicted = outputs.argmax(1)
+    wrong = np.nonzero(predicted != labels)[0]
+    wrong = wrong[np.argsort(-margins(outputs)[wrong], kind="stable")][:limit]
+    rows = max(1, -(-len(wrong) // cols))
+    fig = _figure(cols * 0.95, rows * 1.15 + 0.7)
+    total = int((predicted != labels).sum())
+    shown = f"the {len(wrong)} most confident shown" if total > len(wrong) else "all shown"
+    ax = fig.subplots()
+    if len(wrong):
+        _digit_mosaic(ax, images[wrong], [f"{labels[i]} -> {predicted[i]}" for i in wrong],
+                      cols, color="tab:red")
+    else:
+        ax.axis("off")
+    ax.set_title(f"Misclassified test digits: {total} of {len(labels)}\n({shown}; "
+                 "most confident first; caption: true -> predicted)")
+    return fig
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray) -> Figure:
+    """The 10x10 confusion matrix (counts; colour: fraction of the true class)."""
+    counts = np.zeros((10, 10), dtype=int)
+    np.add.at(counts, (labels, predicted), 1)
+    fractions = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig = _figure(6.4, 5.6)
+    ax = fig.subplots()
+    im = ax.imshow(fractions, cmap="Blues", norm=LogNorm(1e-3, 1))
+    for t in range(10):
+        for p in range(10):
+            if counts[t, p]:
+                ax.text(p, t, str(counts[t, p]), ha="center", va="center", fontsize=8,
+                        color="white" if fractions[t, p] > 0.5 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(f"Confusion matrix on the test set ({len(labels)} digits)")
+    fig.colorbar(im, ax=ax, label="fraction of the true class (log)")
+    return fig
+
+
+def reject_plot(outputs: np.ndarray, labels: np.ndarray) -> Figure:
+    """Error on the accepted digits against the fraction rejected, with the paper's point."""
+    rejected, error = reject_curve(outputs, labels)
+    fig = _figure(7.5, 4.8)
+    ax = fig.subplots()
+    ax.plot(rejected * 100, error * 100, color="tab:blue", label="this run (test set)")
+    ok = np.nonzero(error <= 0.01 + 1e-12)[0]
+    ref = paper.RESULTS["test"]["reject_for_1pct"] * 100
+    if len(ok):
+        x = rejected[ok[0]] * 100
+        ax.plot([x], [error[ok[0]] * 100], "o", color="tab:blue", ms=8,
+                label=f"this run: {x:.1f}% rejected for <= 1% error")
+    ax.plot([ref], [1.0], "*", color="tab:red", ms=14,
+            label=f"paper (NC89): {ref:.1f}% rejected for 1% error")
+    ax.axhline(1.0, color="0.5", ls=":", lw=1)
+    ax.set_xlim(0, min(100, max(40, (rejected[ok[0]] * 100 if len(ok) else 100) * 1.3)))
+    ax.set_ylim(0, max(error[0] * 100 * 1.1, 1.5))
+    ax.set_xlabel("test digits rejected (%), least confident first")
+    ax.set_ylabel("error on the accepted digits (%)")
+    ax.set_title("Error versus reject (margin: difference of the two largest outputs)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def spread_plot(runs: dict[str, list[dict]]) -> Figure:
+    """Test and train error per pass of several runs (e.g. seeds), with their mean."""
+    fig = _figure(9, 4.8)
+    ax = fig.subplots()
+    for split, color in (("train", "tab:blue"), ("test", "tab:orange")):
+        curves = [[r[split]["error"] * 100 for r in records] for records in runs.values()]
+        for curve in curves:
+            ax.plot(range(1, len(curve) + 1), curve, color=color, lw=0.8, alpha=0.4)
+        n = min(len(c) for c in curves)
+        ax.plot(range(1, n + 1), np.mean([c[:n] for c in curves], axis=0), color=color, lw=2.5,
+                label=f"{split}: mean of {len(curves)} runs (thin: each run)")
+        ax.axhline(paper.RESULTS[split]["error"] * 100, color=color, ls="--", lw=1,
+                   label=f"paper {split} (NC89)")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("pass")
+    ax.set_ylabel("error (%, log scale)")
+    ax.set_title(f"Error per pass over {len(runs)} runs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
+# --- a run, loaded back ------------------------------------------------------------------
+
+@dataclass
+class RunView:
+    """What a run folder holds, read back; `data` and `params` are None when unavailable."""
+
+    dir: Path
+    config: dict
+    cfg: RunConfig
+    summary: dict
+    metrics: list
+    params: dict | None = None
+    data: object = None  # lecun1989.train.loop.RunData
+    outputs: np.ndarray | None = None  # the network's outputs on the test digits
+    missing: dict = field(default_factory=dict)  # what could not be loaded, and why
+    warnings: list = field(default_factory=list)  # e.g. data that differ from the run's
+
+    @property
+    def steps_per_pass(self) -> int | None:
+        return self.summary.get("data", {}).get("train") or (
+            self.metrics[0]["step"] if self.metrics else None)
+
+
+def run_config(config: dict) -> RunConfig:
+    """The RunConfig of a run's config.json (which adds a few keys of its own)."""
+    try:
+        return RunConfig.from_dict({k: v for k, v in config.items() if k not in EXTRA_KEYS})
+    except UserError as e:
+        raise UserError(f"config.json: {e} (written by another lecun1989 version?)") from None
+
+
+def load_run(run_dir: str | os.PathLike, with_data: bool = True) -> RunView:
+    """Read a run folder: config, summary, metrics; the weights, data and test outputs."""
+    run_dir = Path(run_dir)
+    path = run_dir / rundir.CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {rundir.CONFIG} there; pass a run folder written by "
+                        "`lecun1989 train`")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); the run folder is damaged") from None
+    summary_path = run_dir / rundir.SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    view = RunView(run_dir, config, run_config(config), summary,
+                   read_jsonl(run_dir / rundir.METRICS))
+    if not summary:
+        view.missing["summary"] = "no summary.json (the run did not finish)"
+    meta = {}
+    try:
+        from lecun1989.train import checkpoint  # noqa: PLC0415
+
+        _, view.params, _, meta = checkpoint.load(run_dir / rundir.CHECKPOINT)
+    except UserError as e:
+        view.missing["weights"] = str(e)
+    if with_data:
+        try:
+            from lecun1989.train.loop import data_sha256, load_run_data  # noqa: PLC0415
+
+            view.data = load_run_data(view.cfg)
+            if meta.get("data_sha256") not in (None, data_sha256(view.data)):
+                view.warnings.append("the data loaded now differ from those the run was "
+                                     "trained on (other files or library versions?): the "
+                                     "pictures of digits and predictions may not match the run")
+        except UserError as e:
+            view.missing["data"] = str(e)
+    if view.params is not None and view.data is not None:
+        from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
+
+        view.outputs = ReferenceEngine(view.cfg, view.params).predict(view.data.test_images)
+    return view
+
+
+def network_layers(view: RunView, index: int) -> dict[str, np.ndarray]:
+    """Every layer's output for test digit `index` (`Net1989.layers`)."""
+    import torch  # noqa: PLC0415
+
+    from lecun1989.model.net import Net1989  # noqa: PLC0415
+
+    net = Net1989(view.cfg.model)
+    net.load_numpy_params(view.params)
+    net.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(view.data.test_images[index:index + 1])
+        return {k: v.double().numpy() for k, v in net.layers(x).items()}
+
+
+PICTURES = ("digits", "loss", "metrics", "params", "feature_maps", "kernels", "misclassified",
+            "confusion", "reject")
+
+
+def run_figures(view: RunView, digit: int = 0) -> tuple[dict[str, Figure], dict[str, str]]:
+    """({picture: Figure}, {picture: why it was skipped}) for a loaded run."""
+    figs, skipped = {}, {}
+    data, params, outputs = view.data, view.params, view.outputs
+    no_data = view.missing.get("data", "")
+    no_weights = view.missing.get("weights", "")
+    if data is not None:
+        figs["digits"] = digits_grid(data.train_images, data.train_labels)
+    else:
+        skipped["digits"] = no_data
+    loss = read_loss(view.dir)
+    if len(loss["step"]):
+        figs["loss"] = loss_curve(loss, view.steps_per_pass)
+    else:
+        skipped["loss"] = "no loss.jsonl (trained without the history recorder?)"
+    if view.metrics:
+        figs["metrics"] = pass_metrics(view.metrics, view.cfg.data.name)
+    else:
+        skipped["metrics"] = "no metrics.jsonl (no pass finished)"
+    records = read_param_history(view.dir)
+    if records:
+        figs["params"] = param_heatmaps(records)
+    else:
+        skipped["params"] = "no params.jsonl (trained without the history recorder?)"
+    if params is not None:
+        figs["kernels"] = kernels(params, view.cfg.model.table)
+    else:
+        skipped["kernels"] = no_weights
+    if outputs is None:
+        for name in ("feature_maps", "misclassified", "confusion", "reject"):
+            skipped[name] = no_weights or no_data
+        return figs, skipped
+    if not 0 <= digit < len(data.test_labels):
+        raise UserError(f"--digit {digit}: choose a test digit 0..{len(data.test_labels) - 1}")
+    figs["feature_maps"] = feature_maps(network_layers(view, digit), data.test_images[digit],
+                                        int(data.test_labels[digit]), int(outputs[digit].argmax()),
+                                        view.cfg.model.tanh_scale)
+    figs["misclassified"] = misclassified(data.test_images, data.test_labels, outputs)
+    figs["confusion"] = confusion(data.test_labels, outputs.argmax(1))
+    figs["reject"] = reject_plot(outputs, data.test_labels)
+    return figs, skipped
+
+
+def save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write a figure as PNG (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=DPI)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+             digit: int = 0, view: RunView | None = None) -> tuple[dict[str, Path], dict]:
+    """Write every picture of a run as PNG (default: RUN_DIR/plots); returns (paths, skipped)."""
+    view = view or load_run(run_dir)
+    out = Path(out_dir) if out_dir else view.dir / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    figs, skipped = run_figures(view, digit)
+    return {name: save(fig, out / f"{name}.png") for name, fig in figs.items()}, skipped
+
+
+__all__ = ["PICTURES", "RunView", "confusion", "digits_grid", "feature_maps",
+           "kernels", "load_run", "loss_curve", "misclassified", "param_heatmaps",
+           "pass_metrics", "plot_run", "reject_plot", "run_config", "run_figures", "save",
+           "spread_plot"]

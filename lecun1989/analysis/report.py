@@ -1,0 +1,285 @@
+"""One report per run (or per set of runs, e.g. seeds): report.md and a self-contained report.html.
+
+    md, html = write_report(["runs/a", "runs/b"], out="runs/report")
+
+The report is built once as a list of blocks, then rendered twice: Markdown with the
+pictures beside it, HTML with the pictures embedded as base64 data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import statistics
+import time
+from pathlib import Path
+
+from lecun1989 import paper
+from lecun1989.analysis import plots
+from lecun1989.config import GUESSES, preset
+from lecun1989.errors import UserError
+
+CAPTIONS = {
+    "digits": "The data as the network sees it.",
+    "loss": "The training loss (mean squared error of one pattern, averaged over each record).",
+    "metrics": "Train and test MSE and error after every pass; dashed: the paper's final values.",
+    "params": "Every parameter tensor's distribution over training (fixed-size histograms).",
+    "feature_maps": "The 12 H1 and 12 H2 feature maps of one test digit.",
+    "kernels": "The learned 5x5 kernels of H1 and H2; grey cells: connections the table omits.",
+    "misclassified": "The test digits the network gets wrong.",
+    "confusion": "Which digits are taken for which.",
+    "reject": "Error on the digits kept as the least confident are rejected (NC89 §5).",
+    "spread": "Error per pass of every run.",
+}
+# (label, split, metric, format): the rows of the paper-versus-run table (NC89 §5)
+RESULT_ROWS = (
+    ("train error", "train", "error", "{:.2%}"),
+    ("train misses", "train", "misses", "{:.4g}"),
+    ("train MSE", "train", "mse", "{:.2e}"),
+    ("test error", "test", "error", "{:.2%}"),
+    ("test misses", "test", "misses", "{:.4g}"),
+    ("test MSE", "test", "mse", "{:.2e}"),
+    ("test reject for 1% error", "test", "reject_for_1pct", "{:.1%}"),
+)
+
+
+def _fmt(fmt: str, value) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(value, limit: int = 160) -> str:
+    """A value for a table cell: long lists are counted, long text is cut."""
+    if isinstance(value, list) and len(value) > 12:
+        return f"[{len(value)} values, kept in config.json]"
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# --- the blocks --------------------------------------------------------------------------
+
+def _data_blocks(view: plots.RunView) -> list:
+    manifest = view.config.get("data_manifest", {})
+    note = f" The data were not loaded again: {view.missing['data']}" \
+        if "data" in view.missing else ""
+    note += "".join(f" Warning: {w}." for w in view.warnings)
+    return [("h2", "Data"),
+            ("p", f"Source `{view.cfg.data.name}`. Its provenance, as recorded in the run's "
+                  f"config.json (data_manifest).{note}"),
+            ("table", ["field", "value"],
+             [[k, _short(v)] for k, v in _flat(manifest).items()])]
+
+
+def _config_blocks(views: list[plots.RunView]) -> list:
+    cfg = views[0].cfg
+    reference = _flat(preset("paper").to_dict())
+    rows = []
+    for key, value in _flat(cfg.to_dict()).items():
+        paper_value = _short(reference.get(key)) if reference.get(key) != value else ""
+        rows.append([key, _short(value), paper_value, GUESSES.get(key, "")])
+    blocks = [("h2", "Configuration"),
+              ("p", f"Preset `{cfg.preset}`. Every field of the run's configuration, the paper "
+                    "preset's value where this run differs, and every choice the paper leaves "
+                    "open (a guess) with what the paper does say.")]
+    differing = sorted({k for v in views[1:] for k, x in _flat(v.cfg.to_dict()).items()
+                        if _flat(cfg.to_dict()).get(k) != x})
+    if differing:
+        blocks.append(("p", f"Note: the runs differ in {', '.join(differing)}; the table "
+                            "shows the first run's configuration."))
+    blocks.append(("table", ["field", "value", "paper preset (if different)",
+                             "the paper says / guess"], rows))
+    return blocks
+
+
+def _model_blocks(view: plots.RunView) -> list:
+    from lecun1989.model import Net1989, count  # noqa: PLC0415
+
+    counts = count(Net1989(view.cfg.model))
+    ref = {"units": paper.UNITS, "connections": paper.CONNECTIONS,
+           "parameters": paper.PARAMETERS}
+    rows = [[k, f"{v:,}", f"{ref[k]:,}" if k in ref else "not given"] for k, v in counts.items()]
+    return [("h2", "Model"),
+            ("p", "Units (input included), connections (biases included, as NC89 counts them), "
+                  "free parameters and multiply-accumulates of one forward pass."),
+            ("table", ["count", "this model", "paper (NC89 §3)"], rows)]
+
+
+def _result_value(summary: dict, split: str, key: str):
+    return summary.get("final", {}).get(split, {}).get(key)
+
+
+def _results_blocks(views: list[plots.RunView]) -> list:
+    finished = [v for v in views if v.summary]
+    blocks = [("h2", "Results against the paper"),
+              ("p", "The paper's numbers are for its own data after 23 passes (NC89 §5). "
+                    f"{views[0].summary.get('mse_convention', '')}. Whether the paper's MSE "
+                    "includes a factor 1/2 is unknown.")]
+    if not finished:
+        return blocks + [("p", "No run has finished: no summary.json.")]
+    if len(finished) == 1:
+        s = finished[0].summary
+        rows = [[label, _fmt(fmt, paper.RESULTS[split].get(key)),
+                 _fmt(fmt, _result_value(s, split, key))] for label, split, key, fmt in RESULT_ROWS]
+        data = s["data"]["name"]
+        return blocks + [("table", ["", "paper (NC89)", f"this run ({data})"], rows)]
+    rows = []
+    for label, split, key, fmt in RESULT_ROWS:
+        values = [_result_value(v.summary, split, key) for v in finished]
+        values = [x for x in values if x is not None]
+        sd = statistics.stdev(values) if len(values) > 1 else None
+        rows.append([label, _fmt(fmt, paper.RESULTS[split].get(key)),
+                     _fmt(fmt, statistics.mean(values)), _fmt(fmt, sd),
+                     _fmt(fmt, statistics.median(values)), _fmt(fmt, min(values)),
+                     _fmt(fmt, max(values))])
+    runs = [[v.dir.name, str(v.cfg.seed), v.summary.get("engine", "?"),
+             _fmt("{:.2%}", _result_value(v.summary, "train", "error")),
+             _fmt("{:.2%}", _result_value(v.summary, "test", "error")),
+             _fmt("{:.2e}", _result_value(v.summary, "test", "mse")),
+             _fmt("{:.1%}", _result_value(v.summary, "test", "reject_for_1pct")),
+             _fmt("{:.1f}", v.summary.get("seconds"))] for v in finished]
+    blocks += [("p", f"Spread over {len(finished)} finished runs (sd: sample standard "
+                     "deviation)."),
+               ("table", ["", "paper (NC89)", "mean", "sd", "median", "min", "max"], rows),
+               ("table", ["run", "seed", "engine", "train error", "test error", "test MSE",
+                          "reject for 1%", "training s"], runs)]
+    if len(finished) < len(views):
+        blocks.append(("p", f"{len(views) - len(finished)} run(s) did not finish and are left "
+                            "out of the spread."))
+    return blocks
+
+
+def _timing_blocks(view: plots.RunView) -> list:
+    config, metrics = view.config, view.metrics
+    rows = [["engine", f"{config.get('engine_resolved', '?')} ({config.get('engine_reason', '')})"]]
+    if metrics:
+        seconds, steps = metrics[-1]["seconds"], metrics[-1]["step"]
+        rows += [["passes finished", str(len(metrics))],
+                 ["training time", f"{seconds:.1f} s (evaluation excluded)"],
+                 ["speed", f"{steps / max(seconds, 1e-9):,.0f} patterns/s"]]
+    versions = [[k, str(v)] for k, v in config.get("versions", {}).items()]
+    return [("h2", "Timing and versions"), ("table", ["", ""], rows),
+            ("table", ["library", "version"], versions)]
+
+
+def build(views: list[plots.RunView], pictures: dict[str, Path], skipped: dict) -> list:
+    """The report as blocks: ("h1"|"h2"|"p", text), ("table", header, rows), ("img", ...)."""
+    first = views[0]
+    names = ", ".join(v.dir.name for v in views)
+    blocks = [("h1", f"LeCun et al. 1989, reproduced: {names}"),
+              ("p", f"Written {time.strftime('%Y-%m-%d %H:%M')} by lecun1989 "
+                    f"{first.config.get('versions', {}).get('lecun1989', '?')}. Paper: LeCun "
+                    "et al., Backpropagation Applied to Handwritten Zip Code Recognition, "
+                    "Neural Computation 1(4), 1989 (NC89).")]
+    blocks += _results_blocks(views) + _data_blocks(first) + _config_blocks(views)
+    blocks += _model_blocks(first)
+    blocks.append(("h2", "Pictures" + (f" (of {first.dir.name})" if len(views) > 1 else "")))
+    for name, path in pictures.items():
+        blocks.append(("img", path, CAPTIONS.get(name, name)))
+    for name, why in skipped.items():
+        blocks.append(("p", f"Picture `{name}` left out: {why}"))
+    return blocks + _timing_blocks(first)
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list, base: Path) -> str:
+    """Markdown; pictures are linked relative to `base` (the report's folder)."""
+    lines = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            lines += ["#" * int(kind[1]) + " " + block[1], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            rel = Path(os.path.relpath(block[1], base)).as_posix()
+            lines += [f"![{block[2]}]({rel})", "", f"*{block[2]}*", ""]
+    return "\n".join(lines)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}figure{margin:1.5em 0}img{max-width:100%;height:auto}
+figcaption{color:#555;font-style:italic}code{background:#f4f4f4;padding:0 .2em}"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code` spans."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def to_html(blocks: list) -> str:
+    """A self-contained HTML page: pictures embedded as base64 data URIs."""
+    title = next((b[1] for b in blocks if b[0] == "h1"), "report")
+    body = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{_inline(block[1])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(str(h))}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in row) + "</tr>"
+                           for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode(Path(block[1]).read_bytes()).decode("ascii")
+            caption = html.escape(block[2])
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                        f"<figcaption>{caption}</figcaption></figure>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def default_out(run_dirs: list[Path]) -> Path:
+    """One run: its own folder; several: a `report` folder beside them."""
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    return Path(os.path.commonpath([d.resolve() for d in run_dirs])) / "report"
+
+
+def write_report(run_dirs, out: str | os.PathLike | None = None,
+                 digit: int = 0) -> tuple[Path, Path]:
+    """Write report.md, report.html and the pictures (out/plots/); returns the two reports."""
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise UserError("report: name at least one run folder")
+    out = Path(out) if out else default_out(run_dirs)
+    views = [plots.load_run(d, with_data=(i == 0)) for i, d in enumerate(run_dirs)]
+    out.mkdir(parents=True, exist_ok=True)
+    pictures, skipped = plots.plot_run(run_dirs[0], out / "plots", digit, view=views[0])
+    if len(views) > 1 and all(v.metrics for v in views):
+        figure = plots.spread_plot({v.dir.name: v.metrics for v in views})
+        pictures = {"spread": plots.save(figure, out / "plots" / "spread.png"), **pictures}
+    blocks = build(views, pictures, skipped)
+    md, page = out / "report.md", out / "report.html"
+    for path, text in ((md, to_markdown(blocks, out)), (page, to_html(blocks))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return md, page

@@ -1,0 +1,25 @@
+"""`lecun1989 report RUN_DIR [RUN_DIR ...]`: report.md and a self-contained report.html."""
+
+from __future__ import annotations
+
+
+def add_parsers(sub) -> None:
+    """Register `report`."""
+    p = sub.add_parser("report", help="write report.md and report.html for one or more runs "
+                                      "(several: the spread over them, e.g. seeds)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
+    p.add_argument("--out", default=None,
+                   help="folder for the report (default: the run folder; for several runs, "
+                        "a `report` folder beside them)")
+    p.add_argument("--digit", type=int, default=0,
+                   help="which test digit to show the feature maps of (default: 0)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from lecun1989.analysis.report import write_report  # noqa: PLC0415
+
+    md, page = write_report(args.run_dirs, args.out, args.digit)
+    print(md)
+    print(page)
+    return 0
