@@ -18,7 +18,7 @@ reproduce: venv  ## set up, then reproduce the paper on the default data
 	$(BIN)/lecun1989 reproduce $(ARGS)
 
 test: venv  ## set up, then lint and run the whole test suite
-	$(BIN)/ruff check lecun1989 tests benchmarks
+	$(BIN)/ruff check lecun1989 tests benchmarks examples studies
 	$(BIN)/python -m pytest -n 2 $(ARGS)
 
 bench: venv

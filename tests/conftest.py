@@ -172,7 +172,7 @@ def trained_run(tmp_path_factory):
     from lecun1989.config import apply_overrides, preset
     from lecun1989.train.loop import fit, load_run_data
 
-    cfg = apply_overrides(preset("paper"), TRAINED_RUN_SETTINGS)
+    cfg = apply_overrides(preset("paper-sgd"), TRAINED_RUN_SETTINGS)
     data = load_run_data(cfg)
     out = tmp_path_factory.mktemp("trained-run")
     threads = torch.get_num_threads()

@@ -18,6 +18,7 @@ def test_presets_round_trip_through_json():
 def test_presets_hold_their_sources_choices():
     p, k, n = preset("paper"), preset("karpathy"), preset("notebook")
     assert (p.model.tanh_scale, p.model.tanh_slope, p.model.init) == (1.7159, 2 / 3, "2.4/F")
+    assert p.train.optimizer == "sdlm" and preset("paper-sgd").train.optimizer == "sgd"
     assert (p.model.bias, p.model.pad_value, p.train.passes) == ("unit", -1.0, 23)
     assert (k.model.tanh_scale, k.model.init, k.model.output_bias_init, k.train.lr) == (
         1.0, "2.4/sqrt(F)", -1.0, 0.03)

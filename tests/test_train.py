@@ -26,7 +26,7 @@ def _digits(n_train=120, n_test=60, seed=0):
 
 def test_one_sgd_step_equals_a_hand_computed_step():
     """The output layer by hand (NC89's MSE, scaled tanh), the rest by autograd."""
-    cfg = apply_overrides(preset("paper"), ["model.dtype=float64", "train.lr=0.05"])
+    cfg = apply_overrides(preset("paper-sgd"), ["model.dtype=float64", "train.lr=0.05"])
     data = _digits()
     params = init_params(cfg.model, cfg.seed)
     engine = ReferenceEngine(cfg, params)
