@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -326,8 +327,10 @@ def validate(cfg: RunConfig) -> None:
         value = getattr(getattr(cfg, section), name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{section}.{name}={value!r} must be a number")
-        if value != value or value < 0 or ((section, name) in _POSITIVE and value == 0):
-            sign = "positive" if (section, name) in _POSITIVE else "zero or positive"
+        if not math.isfinite(value) or value < 0 or ((section, name) in _POSITIVE
+                                                      and value == 0):
+            positive = (section, name) in _POSITIVE
+            sign = "finite and positive" if positive else "finite, zero or positive"
             raise ConfigError(f"{section}.{name}={value!r} must be {sign}")
     if cfg.model.input_size not in (16, 28):
         raise ConfigError(f"model.input_size={cfg.model.input_size} must be 16 or 28")

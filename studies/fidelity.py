@@ -5,6 +5,7 @@ configuration against the paper's table (RESULTS.md is written from its output).
     python studies/fidelity.py --data-dir ../shared/data/usps final    # 5 seeds, test set once
     python studies/fidelity.py --data-dir ../shared/data/usps ablate   # guesses, validation
                                                                        # first, then one test
+    python studies/fidelity.py --data-dir . figure                     # the per-pass plot
 
 Model selection never sees the test set: `select` and the first half of `ablate` train on
 the first 6291 training digits and score on the last 1000 (`data.validation=1000`).
@@ -159,11 +160,41 @@ def markdown(stage: str, result: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def figure(out: Path) -> Path:
+    """Test error per pass of each configuration's median seed, beside the paper's 5.0%."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from lecun1989 import paper  # noqa: PLC0415
+
+    groups = json.loads((out / "final.json").read_text())["groups"]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for g in groups:
+        curve = g["median_seed_curve"]
+        ax.plot(range(1, len(curve) + 1), [100 * e for e in curve], marker=".",
+                label=f"{g['name']} (seed {g['median_seed']})")
+    ax.axhline(100 * paper.RESULTS["test"]["error"], color="k", ls="--", lw=1,
+               label="NC89: 5.0% after 23 passes")
+    ax.set(xlabel="pass", ylabel="test error (%)", ylim=(4, 12),
+           title="USPS test error per pass, median of 5 seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / "test_error_per_pass.png"
+    fig.savefig(path)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=("select", "final", "ablate"))
+    ap.add_argument("stage", choices=("select", "final", "ablate", "figure"))
     ap.add_argument("--data-dir", required=True, help="folder with zip.train.gz, zip.test.gz")
     args = ap.parse_args()
+    if args.stage == "figure":
+        print(figure(HERE / "results"))
+        return
     cache: dict = {}
     result = {"select": select, "final": final, "ablate": ablate}[args.stage](
         args.data_dir, cache)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lecun1989.cli import evaluate, info, run
+from lecun1989.cli import evaluate, info, plot, predict, report, run, sweep
 from lecun1989.errors import UserError
 
 EXIT_USER_ERROR = 2
-COMMANDS = (run, evaluate, info)  # each module has add_parsers(subparsers)
+COMMANDS = (run, evaluate, info, sweep, plot, report, predict)  # each has add_parsers(sub)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except UserError as e:
-        print(f"lecun1989: error: {e}", file=sys.stderr)
+        print(f"lecun1989: error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("lecun1989: interrupted", file=sys.stderr)

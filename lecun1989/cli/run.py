@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from lecun1989 import paper
 from lecun1989.config import PRESETS, apply_overrides, preset
+from lecun1989.errors import CheckpointError, UserError
 
 
 def add_run_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
@@ -29,10 +32,26 @@ def add_parsers(sub) -> None:
     """Register `reproduce` and `train`."""
     p = sub.add_parser("reproduce", help="train a preset and hold it against the paper's table")
     add_run_args(p)
+    add_resume_arg(p)
+    add_tensorboard_arg(p)
     p.set_defaults(func=lambda args: cmd_train(args, compare=True))
     p = sub.add_parser("train", help="train with any configuration (--set key=value)")
     add_run_args(p)
+    add_resume_arg(p)
+    add_tensorboard_arg(p)
     p.set_defaults(func=lambda args: cmd_train(args, compare=False))
+
+
+def add_tensorboard_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs into RUN_DIR/tensorboard (needs the optional "
+                        "tensorboard package)")
+
+
+def add_resume_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue an interrupted run with its own config (only --data-dir "
+                        "and --quiet may be given too); ends as the uninterrupted run would")
 
 
 def config_from_args(args):
@@ -46,21 +65,60 @@ def config_from_args(args):
     return apply_overrides(cfg, overrides)
 
 
-def cmd_train(args, compare: bool) -> int:
-    from lecun1989.train.loop import fit, load_run_data, resolve_out  # noqa: PLC0415
+def resume_config(args):
+    """The config an interrupted run was started with (from its checkpoint), --data-dir applied."""
+    from lecun1989.train import checkpoint, rundir  # noqa: PLC0415
 
-    cfg = config_from_args(args)
+    flags = {"--preset": args.preset != "paper", "--set": args.overrides, "--data": args.data,
+             "--passes": args.passes is not None, "--seed": args.seed is not None,
+             "--engine": args.engine, "--out": args.out, "--overwrite": args.overwrite}
+    given = [flag for flag, value in flags.items() if value]
+    if given:
+        raise UserError(f"--resume continues a run with its own config; leave out "
+                        f"{', '.join(given)}")
+    path = Path(args.resume) / rundir.CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"--resume {args.resume}: no {rundir.CHECKPOINT} in it; pass the "
+                              "folder of an interrupted run")
+    cfg = checkpoint.load(path)[0]
+    if args.data_dir is not None:
+        cfg.data.data_dir = args.data_dir
+    return cfg
+
+
+def cmd_train(args, compare: bool) -> int:
+    from lecun1989.analysis.history import HistoryRecorder  # noqa: PLC0415
+    from lecun1989.train.loop import RunInterrupted, fit, load_run_data, resolve_out  # noqa: PLC0415
+
+    resume = getattr(args, "resume", None)
+    cfg = resume_config(args) if resume else config_from_args(args)
     data = load_run_data(cfg)
     print(f"data: {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test "
           f"digits, {cfg.model.input_size}x{cfg.model.input_size}")
     if data.note:
         print(f"note: {data.note}")
-    out = resolve_out(args.out, cfg)
+    out = Path(resume) if resume else resolve_out(args.out, cfg)
     print(f"preset: {cfg.preset}, seed {cfg.seed}, {cfg.train.passes} passes, "
           f"optimizer {cfg.train.optimizer}; writing {out}")
-    run = fit(cfg, data, out, overwrite=args.overwrite, progress=not args.quiet)
+    callbacks = [HistoryRecorder(out, cfg)]  # loss.jsonl, params.jsonl: see analysis/history.py
+    if getattr(args, "tensorboard", False):
+        from lecun1989.analysis.tensorboard import TensorBoardLogger  # noqa: PLC0415
+
+        callbacks.append(TensorBoardLogger(out, cfg))
+    try:
+        run = fit(cfg, data, out, overwrite=args.overwrite, resume=bool(resume),
+                  progress=not args.quiet, callbacks=callbacks)
+    except RunInterrupted as e:  # a checkpoint was saved: say how to go on, in one line
+        print(f"lecun1989: {e}; resume with: lecun1989 {args.command} --resume {out}",
+              file=sys.stderr)
+        return 128 + e.signum
     if compare:
         print(comparison_table(run.summary))
+    if getattr(args, "tensorboard", False):
+        from lecun1989.analysis.tensorboard import add_pictures  # noqa: PLC0415
+
+        add_pictures(out)
+        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
     print(f"done in {run.summary['seconds']:.1f} s of training; results in {out}")
     return 0
 

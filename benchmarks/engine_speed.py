@@ -1,0 +1,253 @@
+"""Engine speed: the reference (PyTorch eager) and the fast (Numba) engine, per step and per run.
+
+    .venv/bin/python benchmarks/engine_speed.py              # a table
+    .venv/bin/python benchmarks/engine_speed.py --json       # one JSON object
+    .venv/bin/python benchmarks/engine_speed.py --quick      # fewer repetitions, no compile
+
+Per-step figures use 1 thread (torch and the fast engine), the paper preset, and report the
+median of several repetitions of CPU time (process time: on a shared machine it counts only
+this process). Also: the 23-pass reproduction after compilation (167,693 steps and 23
+evaluations of both sets, wall time), the first-ever compile (an empty numba cache, in a
+fresh process) and a warm start, SDLM's cost per step against SGD, K=64 models on 2 threads,
+and peak memory after 2 and after 10 passes. Digits: USPS when --data-dir holds it, else
+random arrays of the same shape (the timings do not depend on the pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+USPS = ROOT.parent / "shared" / "data" / "usps"
+
+
+def digits(data_dir: str | None):
+    """USPS (7291/2007) if available, else random [-1, 1] arrays of the same shapes."""
+    from lecun1989.train.loop import RunData  # noqa: PLC0415
+
+    folder = Path(data_dir) if data_dir else USPS
+    if (folder / "zip.train.gz").is_file():
+        from lecun1989 import data  # noqa: PLC0415
+
+        d = data.load("usps", data_dir=str(folder))
+        return RunData("usps", d.train_images, d.train_labels, d.test_images, d.test_labels)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (9298, 1, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 10, 9298)
+    return RunData("random", x[:7291], y[:7291], x[7291:], y[7291:])
+
+
+def config(name: str, *overrides):
+    """A preset ("paper": SDLM, "paper-sgd": plain SGD) with --set style overrides."""
+    from lecun1989.config import apply_overrides, preset  # noqa: PLC0415
+
+    return apply_overrides(preset(name), list(overrides))
+
+
+def cpu_us_per_step(engine, data, steps: int, chunk: int, reps: int) -> float:
+    """Median over reps of CPU microseconds per step, chunk steps per train_steps call."""
+    x, y = data.train_images, data.train_labels
+    engine.train_steps(x, y, 0, min(chunk, steps), 1e-4)  # warm (compiles the fast engine)
+    times = []
+    for _ in range(reps):
+        t = time.process_time()
+        for start in range(0, steps, chunk):
+            engine.train_steps(x, y, start, min(start + chunk, steps), 1e-4)
+        times.append((time.process_time() - t) / steps * 1e6)
+    return statistics.median(times)
+
+
+def per_step(data, reps: int) -> dict:
+    """Reference and fast engine, float32 and float64, SGD and SDLM: CPU us per step."""
+    import torch  # noqa: PLC0415
+
+    from lecun1989.engines.fast import FastEngineBatch  # noqa: PLC0415
+    from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
+    from lecun1989.model import init_params  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    out = {}
+    for dtype in ("float32", "float64"):
+        cfg = config("paper-sgd", f"model.dtype={dtype}")
+        ref = ReferenceEngine(cfg, init_params(cfg.model, 0))
+        out[f"reference_{dtype}"] = cpu_us_per_step(ref, data, 100, 100, reps)
+        fast = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
+        out[f"fast_{dtype}"] = cpu_us_per_step(fast, data, 2000, 100, reps)
+    cfg = config("paper", "model.dtype=float32")
+    fast = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
+    fast.begin_pass(0, data.train_images, data.train_labels)
+    out["fast_sdlm_float32"] = cpu_us_per_step(fast, data, 2000, 100, reps)
+    times = []
+    for _ in range(reps):
+        t = time.process_time()
+        fast.begin_pass(0, data.train_images, data.train_labels)
+        times.append(time.process_time() - t)
+    out["sdlm_estimate_seconds"] = statistics.median(times)  # on sdlm_samples patterns
+    return out
+
+
+class _single:
+    """A FastEngineBatch of one, as an engine (1 thread, for the per-step figures)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def begin_pass(self, p, x, y):
+        self.batch.begin_pass(p, x, y)
+
+    def train_steps(self, x, y, start, stop, lr):
+        return self.batch.train_steps(x, y, start, stop, lr)[0]
+
+
+def reproduction_seconds(data, name: str) -> tuple[float, dict]:
+    """Wall seconds of `fit` with preset `name` (fast engine, its 23 passes and evaluations,
+    float32) after compilation."""
+    from lecun1989.train.loop import fit  # noqa: PLC0415
+
+    cfg = config(name, "engine=fast")
+    fit(config(name, "engine=fast", "train.passes=1"), _head(data, 200), progress=False,
+        log=lambda s: None)  # compiles
+    t = time.perf_counter()
+    run = fit(cfg, data, progress=False, log=lambda s: None)
+    return time.perf_counter() - t, run.summary["final"]
+
+
+def _head(data, n: int):
+    from lecun1989.train.loop import RunData  # noqa: PLC0415
+
+    return RunData(data.name, data.train_images[:n], data.train_labels[:n],
+                   data.test_images[:n], data.test_labels[:n])
+
+
+def many_models(data, k: int = 64, threads: int = 2, steps: int = 400) -> float:
+    """Model-samples per second (wall) of K models (seeds 0..K-1) on `threads` threads."""
+    from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
+    from lecun1989.model import init_params  # noqa: PLC0415
+
+    cfgs = [config("paper-sgd", f"seed={s}") for s in range(k)]
+    batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads)
+    x, y = data.train_images, data.train_labels
+    batch.train_steps(x, y, 0, 10, 1e-4)
+    t = time.perf_counter()
+    for start in range(0, steps, 100):
+        batch.train_steps(x, y, start, start + 100, 1e-4)
+    return k * steps / (time.perf_counter() - t)
+
+
+CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from lecun1989.config import preset
+from lecun1989.engines.fast import FastEngine
+from lecun1989.model import init_params
+import numpy as np
+t1 = time.perf_counter()
+passes, name = int(sys.argv[1]), sys.argv[2]
+cfg = preset(name)
+rng = np.random.default_rng(0)
+x = rng.uniform(-1, 1, (7291, 1, 16, 16)).astype(np.float32)
+y = rng.integers(0, 10, 7291)
+engine = FastEngine(cfg, init_params(cfg.model, 0))
+for p in range(passes):
+    engine.begin_pass(p, x, y)
+    for s in range(0, len(y) if passes > 1 else 10, 100):
+        engine.train_steps(x, y, s, min(s + 100, len(y)), 1e-4)
+    engine.predict(x)
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "ready_s": t2 - t1,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def child(passes: int, name: str, cache_dir: str) -> dict:
+    """Run CHILD in a fresh interpreter with numba's cache in cache_dir; its JSON line."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", CHILD, str(passes), name], env=env,
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compile_and_memory() -> dict:
+    """First-ever compile (empty cache), warm start, and peak RSS after 2 and 10 passes."""
+    with tempfile.TemporaryDirectory() as cache:
+        first = child(1, "paper", cache)  # compiles train, predict and SDLM's estimate
+        warm = child(1, "paper", cache)
+        two, ten = child(2, "paper", cache), child(10, "paper", cache)
+    return {"first_compile_s": first["ready_s"], "warm_start_s": warm["ready_s"],
+            "import_s": warm["import_s"], "peak_rss_mb_2_passes": two["peak_rss_mb"],
+            "peak_rss_mb_10_passes": ten["peak_rss_mb"]}
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                  if line.startswith("Model name")), platform.processor())
+    from lecun1989.train.loop import versions  # noqa: PLC0415
+
+    v = versions()
+    return {"cpu": model, "cores": os.cpu_count(), "load_average": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "versions": {k: v[k] for k in ("python", "torch", "numpy", "numba", "llvmlite")}}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="3 repetitions; skip the compile, "
+                   "memory and 23-pass measurements")
+    p.add_argument("--reps", type=int, default=7, help="repetitions of each per-step figure")
+    p.add_argument("--data-dir", default=None, help="folder with zip.train.gz, zip.test.gz")
+    args = p.parse_args()
+    import numba  # noqa: PLC0415
+
+    numba.set_num_threads(1)
+    data = digits(args.data_dir)
+    r = {"machine": machine(), "data": data.name}
+    steps = per_step(data, 3 if args.quick else args.reps)
+    r.update({"reference_us_per_step": steps["reference_float32"],
+              "fast_us_per_step": steps["fast_float32"],
+              "ratio": steps["reference_float32"] / steps["fast_float32"],
+              "reference_float64_us_per_step": steps["reference_float64"],
+              "fast_float64_us_per_step": steps["fast_float64"],
+              "ratio_float64": steps["reference_float64"] / steps["fast_float64"],
+              "fast_sdlm_us_per_step": steps["fast_sdlm_float32"],
+              "sdlm_over_sgd_per_step": steps["fast_sdlm_float32"] / steps["fast_float32"],
+              "sdlm_estimate_seconds": steps["sdlm_estimate_seconds"]})
+    n = len(data.train_labels)
+    r["sdlm_over_sgd_per_pass"] = (steps["fast_sdlm_float32"] * n / 1e6
+                                   + steps["sdlm_estimate_seconds"]) / (
+                                       steps["fast_float32"] * n / 1e6)
+    r["models64_samples_per_s"] = many_models(data)
+    if not args.quick:
+        r["reproduction_23_passes_s"], final = reproduction_seconds(data, "paper")
+        r["reproduction_final_test_error"] = final["test"]["error"]
+        r["reproduction_23_passes_sgd_s"], _ = reproduction_seconds(data, "paper-sgd")
+        r.update(compile_and_memory())
+    r["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    m = r["machine"]
+    print(f"{m['cpu']}, {m['cores']} cores, load average {m['load_average'][0]:.1f}, "
+          f"{m['date']}, data {r['data']}")
+    for key, value in r.items():
+        if key not in ("machine", "data"):
+            print(f"  {key:34s} {value:12.4g}" if isinstance(value, float) else
+                  f"  {key:34s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

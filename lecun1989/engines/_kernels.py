@@ -1,0 +1,484 @@
+"""Numba kernels of the fast engine: one function per layer and direction, one pattern a call.
+
+Each function mirrors a line of the reference (`Net1989.layers`, autograd, `optim.SGD`,
+`train/sdlm.py`). Everything one model needs lives in ONE flat array `buf`: its parameters,
+their step sizes, SDLM's second derivatives and every intermediate of the current pattern, at
+the constant offsets below (shapes in comments, C order). K models are K rows of (K, SIZE);
+`fast.py` runs them on threads (the kernels release the GIL). Call pattern per chunk:
+`train_model` = for each pattern `forward` then `backward` (which updates each parameter as
+soon as its gradient is known); SDLM's `begin_pass` is `estimate_model`.
+
+Why one flat array: LLVM vectorises the small fixed-size loops here only with its SLP
+vectoriser (numba switches it off by default; `fast.py` switches it on while compiling) and
+only when it can prove that loads and stores do not overlap, which it can for constant
+offsets into one array but not for separate arrays or numba views. For the same reasons
+vector-like dimensions are padded to multiples of 8 (taps 25 -> 32, H3 30 -> 32), indices
+read from the connection table are clamped to 0..11 (no negative-index wraparound), float
+constants come in typed (a Python float literal would turn float32 arithmetic into float64)
+and `error_model="numpy"` lets divisions vectorise. `fastmath` allows re-association and FMA
+contraction only: dot products vectorise; NaN and inf still propagate.
+
+H1's 64 units are kept in phase order, p = 16 (2 (y%2) + x%2) + 4 (y//2) + x//2: then the
+gradient reaching H1 from H2 is 4 plain 4x4 correlations per map (`h1_input_grad`), no col2im.
+"""
+
+from __future__ import annotations
+
+from math import factorial
+
+import numpy as np
+from numba import literally, njit
+from numba.core import types
+from numba.extending import overload
+
+JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False,
+           fastmath={"reassoc", "contract"})
+
+MAPS, TAPS, TP = 12, 25, 32  # NC89 §3: 12 maps a layer, 5x5 = 25 taps (padded to 32)
+XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
+N1, N2, S2 = 64, 16, 4  # H1 units per map; H2 units per map and side
+HP, OUT = 32, 10  # H3's 30 units padded to 32; outputs
+
+# parameters (fast.py converts from and to PARAM_NAMES); padding entries stay 0
+W1 = 0                        # (12, 25)      h1_w
+B1 = W1 + MAPS * TAPS         # (12, 64)      h1_b in phase order; bias "map": entries 0..11
+W2 = B1 + MAPS * N1           # (12, 12, 32)  h2_w[n, ci, t]: H2 map n, its ci-th input map
+B2 = W2 + MAPS * MAPS * TP    # (12, 16)      h2_b; bias "map": entries 0..11
+W3 = B2 + MAPS * N2           # (32, 192)     h3_w (rows 30, 31 zero)
+B3 = W3 + HP * MAPS * N2      # (32,)         h3_b
+W4 = B3 + HP                  # (10, 32)      out_w (columns 30, 31 zero)
+B4 = W4 + OUT * HP            # (10,)         out_b
+NPARAM = B4 + 16
+STEP = NPARAM                 # each parameter's update factor: -lr / (mu + h) (sgd: -lr)
+HESS = 2 * NPARAM             # SDLM: h, the averaged d2E/dw2
+INV = 3 * NPARAM              # 1 / (mu + h) (sgd: 1)
+SQW = 4 * NPARAM              # SDLM's estimate: the squared parameters
+# the current pattern
+XPAD = 5 * NPARAM             # (20, 20)      the padded input
+XCOL = XPAD + XS * XS         # (25, 64)      im2col: XCOL[5u+v, p(y, x)] = XPAD[2y+u, 2x+v]
+T1 = XCOL + TAPS * N1         # (12, 64)      H1: tanh(S a), phase order
+H1PAD = T1 + MAPS * N1        # (12, 12, 12)  H1's output A tanh(S a), padded
+HROW = H1PAD + MAPS * HS * HS  # (12, 16, 32) H2 patches: HROW[c, 4i+j, 5u+v] = H1PAD[c, 2i+u, 2j+v]
+HCOL = HROW + MAPS * N2 * TP  # (12, 25, 16)  the same, tap-major: HCOL[c, 5u+v, 4i+j]
+T2 = HCOL + MAPS * TAPS * N2  # (12, 16)      H2: tanh(S a)
+H2 = T2 + MAPS * N2           # (192,)        H2's output
+T3 = H2 + MAPS * N2           # (32,)         H3: tanh(S a)
+H3 = T3 + HP                  # (32,)         H3's output
+T4 = H3 + HP                  # (16,)         the output units: tanh(S a) (or a)
+Y = T4 + 16                   # (16,)         the outputs
+D4 = Y + 16                   # (16,)         dE/da at the outputs
+D3 = D4 + 16                  # (32,)         dE/dh3, then dE/da at H3
+D2 = D3 + HP                  # (192,)        dE/dh2, then dE/da at H2
+D2PAD = D2 + MAPS * N2        # (12, 6, 6)    dE/da at H2 with a border of zeros
+D2WIN = D2PAD + MAPS * 36     # (12, 9, 16)   its 3x3 shifted 4x4 windows (`h1_input_grad`)
+DH1 = D2WIN + MAPS * 9 * N2   # (12, 64)      dE/dh1, then dE/da at H1 (phase order)
+ACC = DH1 + MAPS * N1         # (32,)         grad h2_w[n, ci, :] while it is summed
+SIZE = ACC + TP
+
+
+# --- tanh without libm --------------------------------------------------------------------
+# pip's llvmlite has no SVML: np.tanh is a scalar libm call (12-20 us a step). `vtanh` is
+# plain arithmetic that vectorises: clamp (tanh is +-1 to the last bit beyond the clamp),
+# divide by 2^n, Taylor series of sinh r and cosh r - 1, n doublings
+# (sinh 2r = 2 sinh r cosh r, cosh 2r - 1 = 2(cosh r - 1) + (cosh r - 1)^2 + sinh^2 r), then
+# sinh / cosh. The doublings damp earlier rounding errors (tests: within 5 ulp of np.tanh).
+
+def vtanh(x):
+    """tanh(x), vectorisable in numba (float32 and float64)."""
+    return np.tanh(x)
+
+
+def _tanh_impl(dtype, clamp: float, doublings: int, terms: int):
+    """A tanh for one dtype, its series long enough for the dtype's precision."""
+    f = np.dtype(dtype).type
+    lo, hi, scale, one, two = f(-clamp), f(clamp), f(0.5 ** doublings), f(1), f(2)
+    s = tuple(f(1 / factorial(2 * i + 1)) for i in range(1, terms + 1))  # 1/3!, 1/5!, ...
+    c = tuple(f(1 / factorial(2 * i)) for i in range(1, terms + 1))  # 1/2!, 1/4!, ...
+
+    def impl(x):
+        r = max(min(x, hi), lo) * scale  # NaN stays NaN
+        r2 = r * r
+        sp, cp = s[terms - 1], c[terms - 1]
+        for i in range(terms - 2, -1, -1):
+            sp = s[i] + r2 * sp
+            cp = c[i] + r2 * cp
+        sinh, cosh_m1 = r + r * (r2 * sp), r2 * cp
+        for _ in range(doublings):
+            sinh, cosh_m1 = two * (sinh + sinh * cosh_m1), cosh_m1 * (two + cosh_m1) + sinh * sinh
+        return max(min(sinh / (one + cosh_m1), one), -one)  # not 1 ulp beyond +-1
+
+    return impl
+
+
+_TANH = {types.float64: _tanh_impl(np.float64, 20.0, 6, 7),  # tanh(20) = 1 - 8e-18
+         types.float32: _tanh_impl(np.float32, 10.0, 4, 5)}  # tanh(10) = 1 - 4e-9
+
+
+@overload(vtanh, jit_options=dict(error_model="numpy", fastmath={"contract"}))
+def _vtanh(x):
+    return _TANH.get(x)
+
+
+@njit(**JIT)
+def tanh_array(x, out):
+    """out[i] = vtanh(x[i]) (tests and benchmarks)."""
+    for i in range(x.size):
+        out[i] = vtanh(x[i])
+
+
+@njit(inline="always", **JIT)
+def h1_map(table, n, ci):
+    """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11 (see above)."""
+    return min(max(table[n, ci], 0), MAPS - 1)
+
+
+@njit(inline="always", **JIT)
+def slope(t, AS, curvature):
+    """f'(a) = A S (1 - tanh^2(S a)) from t = tanh(S a); squared for SDLM's curvature."""
+    d = AS * (type(AS)(1) - t * t)
+    return d * d if curvature else d
+
+
+# --- forward ------------------------------------------------------------------------------
+
+@njit(**JIT)
+def load_input(buf, image):
+    """F.pad(x, 2, value=pad) (the border is set once, `set_padding`), then im2col."""
+    for r in range(16):
+        for c in range(16):
+            buf[XPAD + (r + 2) * XS + c + 2] = image[r, c]
+    for u in range(5):
+        for v in range(5):
+            for ph in range(4):  # p = 16 ph + 4a + b is unit (y, x) = (2a + ph // 2, 2b + ph % 2)
+                for a in range(4):
+                    for b in range(4):
+                        buf[XCOL + (5 * u + v) * N1 + 16 * ph + 4 * a + b] = buf[
+                            XPAD + (4 * a + 2 * (ph // 2) + u) * XS + 4 * b + 2 * (ph % 2) + v]
+
+
+@njit(**JIT)
+def h1_forward(buf, unit_bias, A, S):
+    """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b)."""
+    for m in range(MAPS):
+        a = T1 + m * N1  # the total input, then its tanh, in place
+        if unit_bias:
+            for p in range(N1):
+                buf[a + p] = buf[B1 + m * N1 + p]
+        else:
+            for p in range(N1):
+                buf[a + p] = buf[B1 + m]
+        for t in range(TAPS):
+            w = buf[W1 + m * TAPS + t]
+            for p in range(N1):
+                buf[a + p] += w * buf[XCOL + t * N1 + p]
+        for p in range(N1):
+            buf[a + p] = vtanh(S * buf[a + p])
+        for ph in range(4):
+            for i in range(4):
+                for j in range(4):
+                    y, x = 2 * i + ph // 2, 2 * j + ph % 2
+                    buf[H1PAD + m * HS * HS + (y + 2) * HS + x + 2] = A * buf[a + 16 * ph
+                                                                              + 4 * i + j]
+
+
+@njit(**JIT)
+def h2_patches(buf):
+    """F.pad(h1, 2, value=pad) cut into the H2 units' 5x5 patches (im2col), patch-major
+    (HROW, for the weight gradient) and tap-major (HCOL, for the forward pass)."""
+    for c in range(MAPS):
+        for i in range(S2):
+            for j in range(S2):
+                q = S2 * i + j
+                for u in range(5):
+                    for v in range(5):
+                        x = buf[H1PAD + c * HS * HS + (2 * i + u) * HS + 2 * j + v]
+                        buf[HROW + (c * N2 + q) * TP + 5 * u + v] = x
+                        buf[HCOL + (c * TAPS + 5 * u + v) * N2 + q] = x
+
+
+@njit(**JIT)
+def h2_forward(buf, table, unit_bias, A, S):
+    """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]."""
+    for n in range(MAPS):
+        a = T2 + n * N2
+        if unit_bias:
+            for q in range(N2):
+                buf[a + q] = buf[B2 + n * N2 + q]
+        else:
+            for q in range(N2):
+                buf[a + q] = buf[B2 + n]
+        for ci in range(table.shape[1]):
+            cols = HCOL + h1_map(table, n, ci) * TAPS * N2
+            for t in range(TAPS):
+                w = buf[W2 + (n * MAPS + ci) * TP + t]
+                for q in range(N2):
+                    buf[a + q] += w * buf[cols + t * N2 + q]
+        for q in range(N2):
+            buf[a + q] = vtanh(S * buf[a + q])
+            buf[H2 + n * N2 + q] = A * buf[a + q]
+
+
+@njit(inline="always", **JIT)
+def dense_forward(buf, w, b, x, n_out, n_in, t, h, A, S, squash):
+    """Mirrors Net1989.layers: h = act(x @ w.T + b) (w at offset w, rows of n_in)."""
+    for j in range(n_out):
+        s = buf[b + j]
+        for i in range(n_in):
+            s += buf[w + j * n_in + i] * buf[x + i]
+        buf[t + j] = vtanh(S * s) if squash else s
+        buf[h + j] = A * buf[t + j] if squash else s
+
+
+@njit(**JIT)
+def forward(buf, image, table, unit_bias, A, S, squash_out):
+    """Mirrors Net1989.forward for one pattern: the outputs land at Y."""
+    load_input(buf, image)
+    h1_forward(buf, unit_bias[0], A, S)
+    h2_patches(buf)
+    h2_forward(buf, table, unit_bias[1], A, S)
+    dense_forward(buf, W3, B3, H2, HP, MAPS * N2, T3, H3, A, S, True)
+    dense_forward(buf, W4, B4, H3, OUT, HP, T4, Y, A, S, squash_out)
+
+
+# --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
+# Each parameter is updated (`learn`) as soon as its gradient is known and the parameter is
+# no longer needed for the gradients below it: the same numbers as autograd, then
+# optimizer.step. With curvature=True the same functions back-propagate EB98's second
+# derivatives instead (train/sdlm.py): d2E/dy2 = 2/10 at the outputs, f'^2 for f', squared
+# weights (at SQW) and inputs (`square_inputs`); `learn` then adds them to HESS.
+
+@njit(inline="always", **JIT)
+def learn(buf, at, g, curvature):
+    """One parameter's update from its gradient g: p += STEP * g, STEP = -lr / (mu + h).
+
+    Mirrors optim.SGD.step (h = 0, mu = 1) and sdlm.SDLM.step. SDLM's estimate (curvature)
+    instead sums the pattern's d2E/dw2 into h: into HESS, STEP = 1 (`estimate_model`).
+    """
+    buf[(HESS if curvature else 0) + at] += buf[STEP + at] * g
+
+
+@njit(**JIT)
+def output_backward(buf, label, target, AS, squash_out, curvature):
+    """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4).
+
+    Returns E; D4 = dE/da of the output units (curvature: d2E/da2 = 2/10 f'^2).
+    """
+    literally(curvature)
+    f = type(target)
+    loss, two_n = f(0), f(2 / OUT)
+    for j in range(OUT):
+        e = buf[Y + j] - (target if j == label else -target)
+        loss += e * e
+        d = two_n if curvature else two_n * e
+        buf[D4 + j] = d * slope(buf[T4 + j], AS, curvature) if squash_out else d
+    return loss / f(OUT)
+
+
+@njit(inline="always", **JIT)
+def dense_backward(buf, w, x, d, dx, n_out, n_in, curvature):
+    """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d; one sweep
+    over w, each weight read for dx before `learn` changes it."""
+    wbase = SQW if curvature else 0
+    for i in range(n_in):
+        buf[dx + i] = 0
+    for j in range(n_out):
+        dj = buf[d + j]
+        learn(buf, w + n_out * n_in + j, dj, curvature)  # b follows w in the layout
+        for i in range(n_in):
+            buf[dx + i] += buf[wbase + w + j * n_in + i] * dj
+            learn(buf, w + j * n_in + i, dj * buf[x + i], curvature)
+
+
+@njit(inline="always", **JIT)
+def tanh_backward(buf, d, t, n, AS, curvature):
+    """Through h = A tanh(S a): dE/da = dE/dh * f'(a), in place."""
+    for i in range(n):
+        buf[d + i] *= slope(buf[t + i], AS, curvature)
+
+
+@njit(**JIT)
+def h2_backward(buf, table, unit_bias, curvature):
+    """Autograd of the grouped H2 convolution: grad h2_w and grad h2_b (per unit, or summed
+    per map) from D2 and the patches HROW."""
+    literally(curvature)
+    for n in range(MAPS):
+        if unit_bias:
+            for q in range(N2):
+                learn(buf, B2 + n * N2 + q, buf[D2 + n * N2 + q], curvature)
+        else:
+            s = buf[D2 + n * N2]
+            for q in range(1, N2):
+                s += buf[D2 + n * N2 + q]
+            learn(buf, B2 + n, s, curvature)
+        for ci in range(table.shape[1]):  # grad h2_w[n, ci, t] = sum_q d2[n, q] HROW[c, q, t]
+            rows = HROW + h1_map(table, n, ci) * N2 * TP
+            for t in range(TP):
+                buf[ACC + t] = 0
+            for q in range(N2):
+                d = buf[D2 + n * N2 + q]
+                for t in range(TP):
+                    buf[ACC + t] += d * buf[rows + q * TP + t]
+            for t in range(TP):
+                learn(buf, W2 + (n * MAPS + ci) * TP + t, buf[ACC + t], curvature)
+
+
+@njit(**JIT)
+def h1_input_grad(buf, table, AS, curvature):
+    """Autograd of the H2 convolution w.r.t. its input, then through H1's tanh: DH1 = dE/da.
+
+    H1 unit (y, x) = (2a + ry, 2b + rx) gets h2_w[n, ci, u, v] d2[n, i, j] from every H2 unit
+    (i, j) whose patch has it at tap u = 2(a + 1 - i) + ry, v = 2(b + 1 - j) + rx: for each
+    tap, a 4x4 window of d2 (zero outside) shifted by (u // 2, v // 2), added to phase (ry, rx)
+    of the map table[n, ci]. Padding gets nothing: only H1's units are targets.
+    """
+    literally(curvature)
+    wbase = SQW if curvature else 0
+    for n in range(MAPS):
+        for i in range(S2):
+            for j in range(S2):
+                buf[D2PAD + n * 36 + (i + 1) * 6 + j + 1] = buf[D2 + n * N2 + S2 * i + j]
+        for du in range(3):
+            for dv in range(3):
+                for a in range(4):
+                    for b in range(4):
+                        buf[D2WIN + (n * 9 + 3 * du + dv) * N2 + 4 * a + b] = buf[
+                            D2PAD + n * 36 + (a + 2 - du) * 6 + b + 2 - dv]
+    for i in range(MAPS * N1):
+        buf[DH1 + i] = 0
+    for n in range(MAPS):
+        for ci in range(table.shape[1]):
+            c = h1_map(table, n, ci)
+            for u in range(5):
+                for v in range(5):
+                    w = buf[wbase + W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                    win = D2WIN + (n * 9 + 3 * (u // 2) + v // 2) * N2
+                    dst = DH1 + c * N1 + 16 * (2 * (u % 2) + v % 2)
+                    for p in range(N2):
+                        buf[dst + p] += w * buf[win + p]
+    for p in range(MAPS * N1):
+        buf[DH1 + p] *= slope(buf[T1 + p], AS, curvature)
+
+
+@njit(**JIT)
+def h1_backward(buf, unit_bias, curvature):
+    """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p]; h1_b."""
+    literally(curvature)
+    for m in range(MAPS):
+        for t in range(TAPS):
+            s = buf[DH1 + m * N1] * buf[XCOL + t * N1]
+            for p in range(1, N1):
+                s += buf[DH1 + m * N1 + p] * buf[XCOL + t * N1 + p]
+            learn(buf, W1 + m * TAPS + t, s, curvature)
+        if unit_bias:
+            for p in range(N1):
+                learn(buf, B1 + m * N1 + p, buf[DH1 + m * N1 + p], curvature)
+        else:
+            s = buf[DH1 + m * N1]
+            for p in range(1, N1):
+                s += buf[DH1 + m * N1 + p]
+            learn(buf, B1 + m, s, curvature)
+
+
+@njit(**JIT)
+def backward(buf, label, table, unit_bias, target, AS, squash_out, curvature):
+    """Mirrors torch.autograd.grad(loss, params) then optimizer.step for one pattern; returns
+    the loss. curvature=True: adds the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) to HESS
+    instead, after `square_inputs`, with the squared weights at SQW. curvature is a
+    compile-time constant (numba.literally): each case compiles to its own code."""
+    literally(curvature)
+    loss = output_backward(buf, label, target, AS, squash_out, curvature)
+    dense_backward(buf, W4, H3, D4, D3, OUT, HP, curvature)
+    tanh_backward(buf, D3, T3, HP, AS, curvature)
+    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, curvature)
+    tanh_backward(buf, D2, T2, MAPS * N2, AS, curvature)
+    h1_input_grad(buf, table, AS, curvature)  # reads h2_w: before h2_backward changes it
+    h2_backward(buf, table, unit_bias[1], curvature)
+    h1_backward(buf, unit_bias[0], curvature)
+    return loss
+
+
+@njit(**JIT)
+def square_inputs(buf):
+    """x -> x^2 for every input a weight multiplies (padding included: EB98 via sdlm.py)."""
+    for i in range(TAPS * N1):
+        buf[XCOL + i] *= buf[XCOL + i]
+    for i in range(MAPS * N2 * TP):
+        buf[HROW + i] *= buf[HROW + i]
+    for i in range(MAPS * N2):
+        buf[H2 + i] *= buf[H2 + i]
+    for i in range(HP):
+        buf[H3 + i] *= buf[H3 + i]
+
+
+# --- training, SDLM's estimate, prediction -----------------------------------------------
+
+@njit(**JIT)
+def set_steps(buf, lr):
+    """STEP = -lr / (mu + h) for `learn`, from INV = 1 / (mu + h) (sgd: 1)."""
+    for i in range(NPARAM):
+        buf[STEP + i] = -lr * buf[INV + i]
+
+
+@njit(**JIT)
+def set_padding(buf, pad):
+    """The constant padding around the input and around H1's output (NC89 §3: -1)."""
+    for i in range(XS * XS):
+        buf[XPAD + i] = pad
+    for i in range(MAPS * HS * HS):
+        buf[H1PAD + i] = pad
+    for i in range(MAPS * N2 * TP):
+        buf[HROW + i] = 0  # the 7 padding taps of each patch stay 0
+    for i in range(MAPS * 36):
+        buf[D2PAD + i] = 0
+
+
+@njit(**JIT)
+def train_model(buf, table, unit_bias, images, labels, start, stop, lr, consts, squash_out,
+                losses):
+    """One update per pattern images[start:stop], in order; losses[i] = pattern i's loss."""
+    A, S, pad, target = consts[0], consts[1], consts[2], consts[3]
+    set_padding(buf, pad)
+    set_steps(buf, type(A)(lr))
+    for s in range(start, stop):
+        forward(buf, images[s, 0], table, unit_bias, A, S, squash_out)
+        losses[s - start] = backward(buf, labels[s], table, unit_bias, target, A * S,
+                                     squash_out, False)
+
+
+@njit(**JIT)
+def estimate_model(buf, table, unit_bias, images, labels, n, mu, consts, squash_out):
+    """SDLM's begin_pass: HESS = the mean over images[:n] of each pattern's d2E/dw2 at the
+    current weights; INV = 1 / (mu + HESS)."""
+    A, S, pad, target = consts[0], consts[1], consts[2], consts[3]
+    set_padding(buf, pad)
+    for i in range(NPARAM):
+        buf[SQW + i] = buf[i] * buf[i]
+        buf[HESS + i] = 0
+        buf[STEP + i] = 1
+    for s in range(n):
+        forward(buf, images[s, 0], table, unit_bias, A, S, squash_out)
+        square_inputs(buf)
+        backward(buf, labels[s], table, unit_bias, target, A * S, squash_out, True)
+    for i in range(NPARAM):
+        buf[HESS + i] /= type(A)(n)
+    set_inverse(buf, mu)
+
+
+@njit(**JIT)
+def set_inverse(buf, mu):
+    """INV = 1 / (mu + h) (sdlm.SDLM._set)."""
+    one = type(mu)(1)
+    for i in range(NPARAM):
+        buf[INV + i] = one / (mu + buf[HESS + i])
+
+
+@njit(**JIT)
+def predict_model(buf, table, unit_bias, images, first, last, consts, squash_out, out):
+    """out[i] = the outputs for images[i], first <= i < last (buf: a private copy)."""
+    A, S, pad = consts[0], consts[1], consts[2]
+    set_padding(buf, pad)
+    for i in range(first, last):
+        forward(buf, images[i, 0], table, unit_bias, A, S, squash_out)
+        for j in range(OUT):
+            out[i, j] = buf[Y + j]

@@ -1,0 +1,307 @@
+"""The fast engine: whole chunks of per-sample training inside compiled Numba code.
+
+Same numbers as the reference engine (tests/test_fast_engine.py holds them together step
+for step), about 100x faster: a step is ~0.36 MFLOP, so PyTorch's per-call overhead (~1.5 ms
+a step) dominates the reference, while here forward, backward and update of a whole chunk
+run without returning to Python. `FastEngine.many` trains K models (same data order,
+different seeds) at once, one model per core at a time.
+
+    engine = FastEngine(cfg, init_params(cfg.model, cfg.seed))
+    losses = engine.train_steps(images, labels, 0, 100, lr=0.03)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from lecun1989.config import RunConfig
+from lecun1989.errors import CheckpointError, ConfigError
+from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.tables import connection_table
+
+_SLP_LOCK = threading.Lock()
+_COMPILED: set = set()  # (kernel, dtype, image dtype) compiled or loaded in this process
+# The kernels keep H1's units in phase order (_kernels' docstring): unit (y, x) of a map sits
+# at 16 (2 (y % 2) + x % 2) + 4 (y // 2) + x // 2. _PHASE_ORDER[p] is the row-major index there.
+_PHASE_ORDER = np.array([8 * (2 * a + ph // 2) + 2 * b + ph % 2
+                         for ph in range(4) for a in range(4) for b in range(4)])
+
+
+def unsupported(cfg: RunConfig) -> str | None:
+    """Why the fast engine cannot run `cfg` (one line naming the option), or None."""
+    m, t = cfg.model, cfg.train
+    checks = [
+        (m.input_size == 16, f"model.input_size={m.input_size} (only 16)"),
+        (m.activation == "tanh", f"model.activation={m.activation!r} (only tanh)"),
+        (not m.dropout, f"model.dropout={m.dropout} (only 0)"),
+        (t.loss == "mse", f"train.loss={t.loss!r} (only mse)"),
+        (t.optimizer in ("sgd", "sdlm"), f"train.optimizer={t.optimizer!r} (only sgd, sdlm)"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            return f"the fast engine does not support {what}"
+    return None
+
+
+@contextlib.contextmanager
+def _slp_vectorizer():
+    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring).
+
+    Numba turns it off by default since numba#8852 (miscompilations in an older LLVM); the
+    kernels need it to vectorise their small fixed-size loops, and every result they give
+    is checked against PyTorch by the tests. Only compilations started inside this block see
+    the setting; kernels loaded from numba's cache are not affected.
+    """
+    from numba.core import config  # noqa: PLC0415
+
+    with _SLP_LOCK:
+        old = config.SLP_VECTORIZE
+        config.SLP_VECTORIZE = 1
+        try:
+            yield
+        finally:
+            config.SLP_VECTORIZE = old
+
+
+def _kernels():
+    from lecun1989.engines import _kernels  # noqa: PLC0415 (numba compiles on first use)
+
+    return _kernels
+
+
+class FastEngineBatch:
+    """K models with the same configuration but their own weights, trained at once.
+
+    Methods return arrays with a leading K axis. Model k's numbers do not depend on K or on
+    the other models: seed k of a K-model run equals a single run with seed k, bit for bit.
+    """
+
+    name = "fast"
+
+    def __init__(self, cfgs: list[RunConfig], params_list: list[dict[str, np.ndarray]],
+                 threads: int | None = None):
+        self.threads = threads or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
+        if not cfgs or len(cfgs) != len(params_list):
+            raise ConfigError("FastEngine.many needs one config per parameter set (at least 1)")
+        for cfg in cfgs:
+            reason = unsupported(cfg)
+            if reason:
+                raise ConfigError(f"--engine fast: {reason}; use --engine reference")
+            if _without_seed(cfg) != _without_seed(cfgs[0]):
+                raise ConfigError("the models of one batch may differ in their seed only; "
+                                  "train other configurations separately")
+        self.cfg = cfg = cfgs[0]
+        k = _kernels()
+        self.k, m = k, cfg.model
+        self.dtype = np.dtype(m.dtype)
+        self.shapes = layer_shapes(m)
+        self.table = connection_table(m.table)
+        self.unit_bias = (m.bias == "unit", m.bias == "unit")
+        self.consts = np.array([m.tanh_scale, m.tanh_slope, m.pad_value, cfg.train.target],
+                               self.dtype)
+        self.squash_out = bool(m.output_activation)
+        self.sdlm = cfg.train.optimizer == "sdlm"
+        self.mu = self.dtype.type(cfg.train.sdlm_mu)
+        self.estimated = False  # SDLM: h holds an estimate
+        self.bufs = np.zeros((len(cfgs), k.SIZE), self.dtype)
+        self.bufs[:, k.INV:k.INV + k.NPARAM] = 1  # plain SGD until SDLM estimates h
+        for buf, params in zip(self.bufs, params_list, strict=True):
+            self._put(buf, params)
+
+    # --- parameters in and out of the kernels' flat layout -------------------------------
+
+    def _views(self, buf: np.ndarray, base: int = 0) -> dict[str, np.ndarray]:
+        """Views of buf's parameter-shaped region at `base` (parameters, HESS), reshaped to
+        the kernels' layout; `_put` and `_get` map PARAM_NAMES shapes onto them."""
+        k, s, n_in = self.k, self.shapes, self.table.shape[1]
+
+        def region(start, shape):
+            return buf[base + start:base + start + int(np.prod(shape))].reshape(shape)
+
+        unit = self.unit_bias[0]
+        return {
+            "h1_w": region(k.W1, (k.MAPS, k.TAPS)),
+            "h1_b": region(k.B1, (k.MAPS, k.N1) if unit else (k.MAPS, 1)),
+            "h2_w": region(k.W2, (k.MAPS, k.MAPS, k.TP))[:, :n_in, :k.TAPS],
+            "h2_b": region(k.B2, (k.MAPS, k.N2) if unit else (k.MAPS, 1)),
+            "h3_w": region(k.W3, (k.HP, k.MAPS * k.N2))[:s["h3_w"][0]],
+            "h3_b": region(k.B3, (k.HP,))[:s["h3_b"][0]],
+            "out_w": region(k.W4, (k.OUT, k.HP))[:, :s["out_w"][1]],
+            "out_b": region(k.B4, (k.OUT,)),
+        }
+
+    def _put(self, buf, params, base: int = 0) -> None:
+        for name, view in self._views(buf, base).items():
+            value = np.asarray(params[name])
+            if value.shape != self.shapes[name]:
+                raise ConfigError(f"{name} has shape {value.shape}, expected "
+                                  f"{self.shapes[name]} for this configuration")
+            value = value.reshape(view.shape)
+            view[...] = value[:, _PHASE_ORDER] if name == "h1_b" and self.unit_bias[0] else value
+
+    def _get(self, buf, base: int = 0) -> dict[str, np.ndarray]:
+        out = {}
+        for name, view in self._views(buf, base).items():
+            if name == "h1_b" and self.unit_bias[0]:
+                view = view[:, np.argsort(_PHASE_ORDER)]
+            out[name] = view.reshape(self.shapes[name]).copy()
+        return out
+
+    # --- the Engine protocol, with a leading K axis --------------------------------------
+
+    def begin_pass(self, pass_index: int, images: np.ndarray, labels: np.ndarray) -> None:
+        """SDLM: estimate h on the pass's first `sdlm_samples` patterns (sgd: nothing)."""
+        if not self.sdlm:
+            return
+        images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        n = min(self.cfg.train.sdlm_samples, len(labels))
+        self._run([(self.k.estimate_model, (buf, self.table, self.unit_bias, images, labels, n,
+                                            self.mu, self.consts, self.squash_out))
+                   for buf in self.bufs])
+        self.estimated = True
+
+    def train_steps(self, images, labels, start: int, stop: int, lr: float) -> np.ndarray:
+        """One update per pattern images[start:stop] for each model; losses (K, stop-start)."""
+        images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        losses = np.empty((len(self.bufs), stop - start))
+        self._run([(self.k.train_model, (buf, self.table, self.unit_bias, images, labels,
+                                         start, stop, float(lr), self.consts, self.squash_out,
+                                         loss))
+                   for buf, loss in zip(self.bufs, losses, strict=True)])
+        return losses
+
+    def predict(self, images: np.ndarray, models=None, block: int = 512) -> np.ndarray:
+        """Each model's outputs (K, N, 10), float64; `models`: a subset, in that order."""
+        images, models = _contiguous(images), _models(models, len(self.bufs))
+        out = np.empty((len(models), len(images), self.k.OUT))
+        self._run([(self.k.predict_model, (self.bufs[m].copy(), self.table, self.unit_bias,
+                                           images, first, min(first + block, len(images)),
+                                           self.consts, self.squash_out, model_out))
+                   for m, model_out in zip(models, out, strict=True)
+                   for first in range(0, len(images), block)])
+        return out
+
+    def _run(self, jobs: list) -> None:
+        """Run (kernel, args) jobs on up to `threads` threads (the kernels release the GIL)."""
+        kernel, args = jobs[0]
+        key = (kernel.__name__, self.dtype, args[3].dtype)  # what the kernel's types depend on
+        if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
+            with _slp_vectorizer():
+                kernel(*args)
+            _COMPILED.add(key)
+            jobs = jobs[1:]
+        if self.threads == 1 or len(jobs) <= 1:
+            for kernel, args in jobs:
+                kernel(*args)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fast-engine")
+        for future in [self._pool.submit(kernel, *args) for kernel, args in jobs]:
+            future.result()
+
+    def params(self, models=None) -> list[dict[str, np.ndarray]]:
+        """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
+        return [self._get(self.bufs[m]) for m in _models(models, len(self.bufs))]
+
+    def optimizer_state(self, models=None) -> list[dict[str, np.ndarray]]:
+        """Each model's SDLM h by parameter name ({} for sgd or before the first estimate)."""
+        models = _models(models, len(self.bufs))
+        if not (self.sdlm and self.estimated):
+            return [{} for _ in models]
+        return [self._get(self.bufs[m], self.k.HESS) for m in models]
+
+    def model(self, index: int) -> ModelView:
+        """Model `index` on its own, for what reads one model (evaluation, checkpoints)."""
+        return ModelView(self, index)
+
+    def load_optimizer_state(self, states: list[dict[str, np.ndarray]]) -> None:
+        """Restore what `optimizer_state` returned (SDLM's h; {} leaves it un-estimated)."""
+        if len(states) != len(self.bufs):
+            raise ConfigError(f"{len(states)} optimizer states for {len(self.bufs)} models")
+        if not self.sdlm or not any(states):
+            return
+        for buf, state in zip(self.bufs, states, strict=True):
+            missing = [n for n in PARAM_NAMES if n not in state]
+            if missing:
+                raise CheckpointError(f"SDLM state lacks h for {missing}; resume from a "
+                                      "checkpoint written with optimizer=sdlm")
+            self._put(buf, state, self.k.HESS)
+            self.k.set_inverse(buf, self.mu)
+        self.estimated = True
+
+
+class FastEngine:
+    """The Engine protocol (engines/base.py) for one model: a FastEngineBatch of one."""
+
+    name = "fast"
+
+    def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.batch = FastEngineBatch([cfg], [params])
+
+    @staticmethod
+    def many(cfgs: list[RunConfig], params_list: list[dict[str, np.ndarray]],
+             threads: int | None = None) -> FastEngineBatch:
+        """K models (configs differing in their seed only) trained together on `threads`
+        threads (default: all cores)."""
+        return FastEngineBatch(cfgs, params_list, threads)
+
+    def begin_pass(self, pass_index, images, labels) -> None:
+        self.batch.begin_pass(pass_index, images, labels)
+
+    def train_steps(self, images, labels, start, stop, lr) -> np.ndarray:
+        return self.batch.train_steps(images, labels, start, stop, lr)[0]
+
+    def predict(self, images) -> np.ndarray:
+        return self.batch.predict(images)[0]
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.batch.params()[0]
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        return self.batch.optimizer_state()[0]
+
+    def load_optimizer_state(self, state) -> None:
+        self.batch.load_optimizer_state([state])
+
+
+class ModelView:
+    """One model of a FastEngineBatch, read-only: predict, params, optimizer_state."""
+
+    name = "fast"
+
+    def __init__(self, batch: FastEngineBatch, index: int):
+        self.batch, self.index = batch, index
+
+    def predict(self, images) -> np.ndarray:
+        return self.batch.predict(images, [self.index])[0]
+
+    def params(self) -> dict[str, np.ndarray]:
+        return self.batch.params([self.index])[0]
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        return self.batch.optimizer_state([self.index])[0]
+
+
+def _models(models, k: int) -> list[int]:
+    return list(range(k)) if models is None else [int(m) for m in models]
+
+
+def _without_seed(cfg: RunConfig) -> dict:
+    d = cfg.to_dict()
+    d.pop("seed")
+    return d
+
+
+def _contiguous(images: np.ndarray) -> np.ndarray:
+    """(N, 1, 16, 16) C-ordered; float32 stays float32 (the kernels cast per pixel)."""
+    images = np.ascontiguousarray(images)
+    if images.dtype not in (np.float32, np.float64):
+        images = images.astype(np.float32)
+    return images

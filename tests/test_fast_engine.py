@@ -1,0 +1,218 @@
+"""The fast (Numba) engine against the reference (PyTorch) engine: step for step, whole runs,
+predictions, SDLM's second derivatives, K models at once, and its tanh against np.tanh."""
+
+import numpy as np
+import pytest
+
+from lecun1989 import data as datasets
+from lecun1989.config import apply_overrides, preset
+from lecun1989.engines import choose_engine
+from lecun1989.engines._kernels import tanh_array
+from lecun1989.engines.fast import FastEngine, unsupported
+from lecun1989.engines.reference import ReferenceEngine
+from lecun1989.errors import ConfigError
+from lecun1989.model import PARAM_NAMES, init_params
+from lecun1989.train import checkpoint
+from lecun1989.train.loop import RunData, fit, fit_seeds
+
+TOL = {"float64": 1e-10, "float32": 1e-5}  # max |fast - ref| / max |ref|, per tensor
+STEPS = 100
+
+
+@pytest.fixture(scope="module")
+def digits() -> RunData:
+    """scikit-learn's digits at 16x16: 300 training and 200 test patterns."""
+    d = datasets.load("digits")
+    return RunData("digits", d.train_images[:300], d.train_labels[:300], d.test_images[:200],
+                   d.test_labels[:200])
+
+
+def _cfg(*overrides):
+    return apply_overrides(preset("paper"), ["train.sdlm_samples=60", *overrides])
+
+
+def _rel(a, b) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+
+# A covering set: every option value appears, each dtype with both optimizers.
+CASES = [
+    ("float64", "sgd", ["model.bias=unit", "model.table=karpathy", "model.pad_value=-1"]),
+    ("float64", "sdlm", ["model.bias=map", "model.table=balanced", "model.pad_value=0"]),
+    ("float64", "sgd", ["model.bias=map", "model.table=full", "model.tanh_scale=1",
+                        "model.tanh_slope=1", "model.output_activation=false"]),
+    ("float64", "sdlm", ["model.bias=unit", "model.table=full", "model.tanh_scale=1",
+                         "model.tanh_slope=1", "model.conv=unfold"]),
+    ("float64", "sdlm", ["model.bias=unit", "model.table=karpathy", "model.pad_value=0",
+                         "model.output_activation=false", "train.target=0.8"]),
+    ("float32", "sgd", ["model.bias=map", "model.table=balanced", "model.pad_value=0",
+                        "model.tanh_scale=1", "model.tanh_slope=1"]),
+    ("float32", "sdlm", ["model.bias=unit", "model.table=karpathy"]),
+    ("float32", "sdlm", ["model.bias=map", "model.table=full", "model.pad_value=0",
+                         "model.output_activation=false"]),
+]
+
+
+@pytest.mark.parametrize(("dtype", "optimizer", "options"), CASES)
+def test_steps_equal_the_reference(digits, dtype, optimizer, options):
+    """100 steps: every weight, the losses, SDLM's h and the predictions match the oracle."""
+    lr = 0.03 if optimizer == "sgd" else 3e-4  # sdlm: eps of eps / (mu + h)
+    cfg = _cfg(f"model.dtype={dtype}", f"train.optimizer={optimizer}", "seed=3", *options)
+    params = init_params(cfg.model, cfg.seed)
+    fast, ref = FastEngine(cfg, params), ReferenceEngine(cfg, params)
+    x, y = digits.train_images, digits.train_labels
+    for engine in (fast, ref):
+        engine.begin_pass(0, x, y)
+    if optimizer == "sdlm":
+        h_fast, h_ref = fast.optimizer_state(), ref.optimizer_state()
+        assert sorted(h_fast) == sorted(PARAM_NAMES)
+        for name in PARAM_NAMES:
+            assert h_fast[name].shape == h_ref[name].shape
+            assert _rel(h_fast[name], h_ref[name]) < TOL[dtype], name
+    losses = [e.train_steps(x, y, 0, STEPS, lr) for e in (fast, ref)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=100 * TOL[dtype], atol=TOL[dtype])
+    new_fast, new_ref = fast.params(), ref.params()
+    for name in PARAM_NAMES:
+        assert new_fast[name].dtype == np.dtype(dtype) and new_fast[name].shape == \
+            new_ref[name].shape
+        assert _rel(new_fast[name], new_ref[name]) < TOL[dtype], name
+        assert not np.array_equal(new_ref[name], params[name]), f"{name} did not train"
+    out_fast, out_ref = fast.predict(digits.test_images), ref.predict(digits.test_images)
+    assert out_fast.shape == (200, 10) and out_fast.dtype == np.float64
+    assert _rel(out_fast, out_ref) < TOL[dtype]
+
+
+def test_params_round_trip_and_a_fresh_engine_predicts_like_the_reference(digits):
+    cfg = _cfg("model.dtype=float64", "model.bias=unit")
+    params = init_params(cfg.model, 7)
+    params["h1_b"] = np.random.default_rng(0).normal(size=params["h1_b"].shape)  # order matters
+    fast = FastEngine(cfg, params)
+    back = fast.params()
+    assert all(np.array_equal(back[n], params[n]) for n in PARAM_NAMES)
+    out = fast.predict(digits.test_images)
+    np.testing.assert_allclose(out, ReferenceEngine(cfg, params).predict(digits.test_images),
+                               rtol=0, atol=1e-13)
+
+
+def test_sdlm_state_resumes_exactly(digits):
+    """load_optimizer_state gives an engine that continues exactly like the original."""
+    cfg = _cfg("model.dtype=float64", "train.optimizer=sdlm")
+    x, y = digits.train_images, digits.train_labels
+    a = FastEngine(cfg, init_params(cfg.model, 1))
+    assert a.optimizer_state() == {}  # before the first estimate
+    a.begin_pass(0, x, y)
+    a.train_steps(x, y, 0, 10, 1e-3)
+    b = FastEngine(cfg, a.params())
+    b.load_optimizer_state(a.optimizer_state())
+    la, lb = a.train_steps(x, y, 10, 30, 1e-3), b.train_steps(x, y, 10, 30, 1e-3)
+    assert np.array_equal(la, lb)
+    assert all(np.array_equal(a.params()[n], b.params()[n]) for n in PARAM_NAMES)
+    ref = ReferenceEngine(cfg, init_params(cfg.model, 1))  # the state is the reference's too
+    ref.load_optimizer_state(a.optimizer_state())
+    assert ref.optimizer_state().keys() == a.optimizer_state().keys()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sdlm"])
+def test_seed_k_of_a_batch_equals_a_single_run_bit_for_bit(digits, optimizer):
+    cfgs = [_cfg("model.dtype=float32", f"train.optimizer={optimizer}", f"seed={s}")
+            for s in (0, 5, 9)]
+    x, y = digits.train_images, digits.train_labels
+    batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads=2)
+    singles = [FastEngine(c, init_params(c.model, c.seed)) for c in cfgs]
+    for p in range(2):
+        batch.begin_pass(p, x, y)
+        losses = batch.train_steps(x, y, 0, 150, 0.02)
+        assert losses.shape == (3, 150)
+        for k, single in enumerate(singles):
+            single.begin_pass(p, x, y)
+            assert np.array_equal(single.train_steps(x, y, 0, 150, 0.02), losses[k])
+    outputs = batch.predict(digits.test_images)
+    assert outputs.shape == (3, 200, 10)
+    for k, single in enumerate(singles):
+        assert np.array_equal(single.predict(digits.test_images), outputs[k])
+        assert all(np.array_equal(single.params()[n], batch.params()[k][n]) for n in PARAM_NAMES)
+    assert not np.array_equal(outputs[0], outputs[1])  # the seeds differ
+
+
+def test_a_short_run_gives_the_reference_metrics(digits):
+    """fit with engine=fast and engine=reference: the same misses every pass, MSE close."""
+    runs = {}
+    for engine in ("fast", "reference"):
+        cfg = _cfg(f"engine={engine}", "model.dtype=float64", "train.passes=2",
+                   "train.loss_every=64")
+        runs[engine] = fit(cfg, digits, progress=False, log=lambda s: None).summary
+    assert runs["fast"]["engine"] == "fast" and runs["reference"]["engine"] == "reference"
+    for a, b in zip(runs["fast"]["passes"], runs["reference"]["passes"], strict=True):
+        for split in ("train", "test"):
+            assert a[split]["misses"] == b[split]["misses"]
+            assert a[split]["mse"] == pytest.approx(b[split]["mse"], rel=1e-9)
+            assert a[split]["reject_for_1pct"] == b[split]["reject_for_1pct"]
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_fit_seeds_writes_the_runs_that_fit_writes(digits, tmp_path, engine):
+    """Seed k's folder holds what fit with seed k writes (fast: trained together)."""
+    small = RunData("digits", digits.train_images[:120], digits.train_labels[:120],
+                    digits.test_images[:50], digits.test_labels[:50])
+    cfg = _cfg(f"engine={engine}", "model.dtype=float32", "train.optimizer=sdlm",
+               "train.passes=2", "train.loss_every=50", "train.lr=5e-4")
+    summaries = fit_seeds(cfg, small, [4, 2], tmp_path / "seeds", progress=False,
+                          log=lambda s: None)
+    assert [s["seed"] for s in summaries] == [4, 2]
+    for seed, summary in zip((4, 2), summaries, strict=True):
+        folder = tmp_path / "seeds" / f"seed-{seed}"
+        single = fit(apply_overrides(cfg, [f"seed={seed}"]), small, tmp_path / f"single-{seed}",
+                     progress=False, log=lambda s: None)
+        names = {"config.json", "metrics.jsonl", "summary.json", "model.safetensors"}
+        assert names <= {p.name for p in folder.iterdir()}
+        assert {p.name for p in folder.iterdir()} == {p.name for p in single.out.iterdir()}
+        for a, b in zip(summary["passes"], single.summary["passes"], strict=True):
+            assert {**a, "seconds": 0} == {**b, "seconds": 0}
+        cfg_a, params_a, extra_a, meta_a = checkpoint.load(folder)
+        cfg_b, params_b, extra_b, meta_b = checkpoint.load(single.out)
+        assert cfg_a == cfg_b and cfg_a.seed == seed and meta_a == meta_b
+        assert all(np.array_equal(params_a[n], params_b[n]) for n in PARAM_NAMES)
+        assert all(np.array_equal(extra_a[k], extra_b[k]) for k in extra_b)
+
+
+@pytest.mark.parametrize(("override", "option"), [
+    ("model.activation=relu", "model.activation"),
+    ("model.dropout=0.1", "model.dropout"),
+    ("train.loss=cross_entropy", "train.loss"),
+    ("train.optimizer=adamw", "train.optimizer"),
+    ("model.input_size=28", "model.input_size"),
+])
+def test_unsupported_options_are_named_and_auto_falls_back(override, option):
+    cfg = _cfg(override)
+    assert option in unsupported(cfg)
+    assert choose_engine(cfg)[0] == "reference"
+    with pytest.raises(ConfigError, match=option.split(".")[1]):
+        FastEngine(cfg, init_params(cfg.model, 0))
+
+
+def test_auto_picks_the_fast_engine_for_the_paper():
+    assert unsupported(_cfg()) is None
+    assert choose_engine(_cfg())[0] == "fast"
+
+
+def test_a_batch_refuses_configs_that_differ_beyond_the_seed():
+    a, b = _cfg("seed=1"), _cfg("seed=2", "train.lr=0.1")
+    with pytest.raises(ConfigError, match="seed"):
+        FastEngine.many([a, b], [init_params(a.model, 1), init_params(b.model, 2)])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_vectorised_tanh_against_numpy(dtype):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-25, 25, 200_001), rng.normal(0, 3, 100_000),
+                        np.geomspace(1e-30, 1, 1000), -np.geomspace(1e-30, 1, 1000),
+                        [0.0, -0.0, np.inf, -np.inf, 1e30, -1e30]]).astype(dtype)
+    out = np.empty_like(x)
+    tanh_array(x, out)
+    exact = np.tanh(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(out - exact) / ulp) <= 5  # measured: 5 (float64), 4.05 (float32)
+    assert np.array_equal(np.sign(out), np.sign(x)) and np.all(np.abs(out) <= 1)
+    nan = np.array([np.nan], dtype)
+    tanh_array(nan, nan)
+    assert np.isnan(nan[0])

@@ -1,0 +1,33 @@
+"""The ablation ladder is evaluated correctly: dropout acts in training, not in evaluation."""
+
+import numpy as np
+import torch
+
+from lecun1989.config import apply_overrides, preset
+from lecun1989.engines.reference import ReferenceEngine
+from lecun1989.sweeps.run import single_threaded
+from lecun1989.train.loop import fit, load_run_data
+from lecun1989.train.metrics import evaluate_outputs
+
+
+def test_dropout_is_off_when_evaluating():
+    cfg = apply_overrides(preset("modern-relu-dropout"),
+                          ["data.name=digits", "data.limit_train=100", "data.limit_test=50",
+                           "train.passes=1"])
+    data = load_run_data(cfg)
+    with single_threaded():
+        run = fit(cfg, data, None, progress=False, log=lambda _: None)
+    params = run.engine.params()
+    outputs = run.engine.predict(data.test_images)
+    # the metrics fit recorded are those of a forward pass without dropout
+    no_dropout = apply_overrides(preset("modern-relu-dropout"), ["model.dropout=0"])
+    plain = ReferenceEngine(no_dropout, params).predict(data.test_images)
+    np.testing.assert_array_equal(outputs, plain)
+    assert run.summary["final"]["test"] == evaluate_outputs(plain, data.test_labels)
+    # ... while dropout does act in training mode (so the check above could fail)
+    model = run.engine.model
+    model.train()
+    with torch.no_grad():
+        noisy = model(torch.from_numpy(data.test_images)).double().numpy()
+    assert not np.allclose(noisy, outputs)
+
