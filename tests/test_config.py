@@ -40,7 +40,8 @@ def test_overrides_parse_types_and_bare_keys():
 
 
 @pytest.mark.parametrize("override, words", [
-    ("lr=-1", "must be finite and positive"), ("passes=0", "must be finite and positive"), ("lr=abc", "expected"),
+    ("lr=-1", "must be finite and positive"), ("passes=0", "must be finite and positive"),
+    ("lr=abc", "expected"),
     ("nope=1", "unknown"), ("model.nope=1", "unknown"), ("optimizer=adam", "not valid"),
     ("table=[[1,2]]", "12 rows"), ("passes=2.5", "expected"), ("lr", "key=value"),
     ("input_size=20", "16 or 28"), ("lr_schedule=[[0]]", "first_pass"),

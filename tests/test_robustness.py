@@ -208,7 +208,8 @@ CASES = [
     Case("config-zero-lr", lambda c: train(c, "--set", "lr=0"), "must be finite and positive"),
     Case("config-nan-lr", lambda c: train(c, "--set", "lr=NaN"), "train.lr"),
     Case("config-zero-passes", lambda c: train(c, "--passes", "0"), "must be finite and positive"),
-    Case("config-negative-passes", lambda c: train(c, "--passes", "-3"), "must be finite and positive"),
+    Case("config-negative-passes", lambda c: train(c, "--passes", "-3"),
+         "must be finite and positive"),
     Case("config-table-wrong-shape", lambda c: train(c, "--set", "table=[[0,1],[2]]"),
          "must have 12 rows"),
     Case("config-table-ragged", lambda c: train(c, "--set", f"table={[[0, 1]] * 11 + [[2]]}"),
@@ -292,11 +293,9 @@ CASES = [
                                            "--out", str(c.tmp / OUT)], "not valid JSON"),
     Case("report-not-a-run-folder", lambda c: ["report", str(c.tmp / "nowhere"), "--out",
                                                str(c.tmp / OUT)], "no config.json"),
-    pytest.param(Case("report-damaged-summary", lambda c: [
+    Case("report-damaged-summary", lambda c: [
         "report", str(damaged_copy(c, rundir.SUMMARY, "[1,")), "--out", str(c.tmp / OUT)],
-        "summary.json"), marks=pytest.mark.xfail(
-            strict=True, reason="analysis/plots.py reads summary.json unchecked (a traceback); "
-                              "drop this mark once it is fixed")),
+        "summary.json"),
     # sweeps
     Case("sweep-unknown-preset", lambda c: ["sweep", "--preset", "nope", "--out",
                                             str(c.tmp / OUT)], "unknown preset"),

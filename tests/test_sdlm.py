@@ -311,7 +311,8 @@ def test_fit_with_sdlm_trains_and_checkpoints_h(tmp_path):
     d = datasets.load("digits")
     data = RunData("digits", d.train_images[:60], d.train_labels[:60],
                    d.test_images[:20], d.test_labels[:20])
-    cfg = apply_overrides(preset("paper"), ["optimizer=sdlm", "lr=1e-3", "passes=3",
+    cfg = apply_overrides(preset("paper"), ["optimizer=sdlm", "lr=1e-3", "sdlm_mu=0.02",
+                                            "passes=3",
                                             "sdlm_samples=30", "loss_every=60",
                                             "engine=reference"])
     run = fit(cfg, data, tmp_path / "run", progress=False, log=lambda *_: None)

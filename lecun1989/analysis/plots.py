@@ -346,6 +346,14 @@ def run_config(config: dict) -> RunConfig:
         raise UserError(f"config.json: {e} (written by another lecun1989 version?)") from None
 
 
+def _read_json(path: Path):
+    """A JSON file's content, or a one-line UserError when it is damaged."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e}); the run folder is damaged") from None
+
+
 def load_run(run_dir: str | os.PathLike, with_data: bool = True) -> RunView:
     """Read a run folder: config, summary, metrics; the weights, data and test outputs."""
     run_dir = Path(run_dir)
@@ -353,12 +361,12 @@ def load_run(run_dir: str | os.PathLike, with_data: bool = True) -> RunView:
     if not path.is_file():
         raise UserError(f"{run_dir}: no {rundir.CONFIG} there; pass a run folder written by "
                         "`lecun1989 train`")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}); the run folder is damaged") from None
+    config = _read_json(path)
     summary_path = run_dir / rundir.SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    if not isinstance(config, dict) or not isinstance(summary, dict):
+        raise UserError(f"{run_dir}: config.json or summary.json is not a JSON object; "
+                        "the run folder is damaged")
     view = RunView(run_dir, config, run_config(config), summary,
                    read_jsonl(run_dir / rundir.METRICS))
     if not summary:

@@ -234,9 +234,9 @@ def dense_forward(buf, w, b, x, n_out, n_in, t, h, A, S, squash):
 def forward(buf, image, table, unit_bias, A, S, squash_out):
     """Mirrors Net1989.forward for one pattern: the outputs land at Y."""
     load_input(buf, image)
-    h1_forward(buf, unit_bias[0], A, S)
+    h1_forward(buf, unit_bias, A, S)
     h2_patches(buf)
-    h2_forward(buf, table, unit_bias[1], A, S)
+    h2_forward(buf, table, unit_bias, A, S)
     dense_forward(buf, W3, B3, H2, HP, MAPS * N2, T3, H3, A, S, True)
     dense_forward(buf, W4, B4, H3, OUT, HP, T4, Y, A, S, squash_out)
 
@@ -393,8 +393,8 @@ def backward(buf, label, table, unit_bias, target, AS, squash_out, curvature):
     dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, curvature)
     tanh_backward(buf, D2, T2, MAPS * N2, AS, curvature)
     h1_input_grad(buf, table, AS, curvature)  # reads h2_w: before h2_backward changes it
-    h2_backward(buf, table, unit_bias[1], curvature)
-    h1_backward(buf, unit_bias[0], curvature)
+    h2_backward(buf, table, unit_bias, curvature)
+    h1_backward(buf, unit_bias, curvature)
     return loss
 
 

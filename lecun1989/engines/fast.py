@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from lecun1989.config import RunConfig
-from lecun1989.errors import CheckpointError, ConfigError
+from lecun1989.errors import CheckpointError, ConfigError, DataError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
@@ -102,7 +102,7 @@ class FastEngineBatch:
         self.dtype = np.dtype(m.dtype)
         self.shapes = layer_shapes(m)
         self.table = connection_table(m.table)
-        self.unit_bias = (m.bias == "unit", m.bias == "unit")
+        self.unit_bias = m.bias == "unit"  # NC89: one bias per unit; "map": one per map
         self.consts = np.array([m.tanh_scale, m.tanh_slope, m.pad_value, cfg.train.target],
                                self.dtype)
         self.squash_out = bool(m.output_activation)
@@ -124,7 +124,7 @@ class FastEngineBatch:
         def region(start, shape):
             return buf[base + start:base + start + int(np.prod(shape))].reshape(shape)
 
-        unit = self.unit_bias[0]
+        unit = self.unit_bias
         return {
             "h1_w": region(k.W1, (k.MAPS, k.TAPS)),
             "h1_b": region(k.B1, (k.MAPS, k.N1) if unit else (k.MAPS, 1)),
@@ -143,12 +143,12 @@ class FastEngineBatch:
                 raise ConfigError(f"{name} has shape {value.shape}, expected "
                                   f"{self.shapes[name]} for this configuration")
             value = value.reshape(view.shape)
-            view[...] = value[:, _PHASE_ORDER] if name == "h1_b" and self.unit_bias[0] else value
+            view[...] = value[:, _PHASE_ORDER] if name == "h1_b" and self.unit_bias else value
 
     def _get(self, buf, base: int = 0) -> dict[str, np.ndarray]:
         out = {}
         for name, view in self._views(buf, base).items():
-            if name == "h1_b" and self.unit_bias[0]:
+            if name == "h1_b" and self.unit_bias:
                 view = view[:, np.argsort(_PHASE_ORDER)]
             out[name] = view.reshape(self.shapes[name]).copy()
         return out
@@ -302,6 +302,9 @@ def _without_seed(cfg: RunConfig) -> dict:
 def _contiguous(images: np.ndarray) -> np.ndarray:
     """(N, 1, 16, 16) C-ordered; float32 stays float32 (the kernels cast per pixel)."""
     images = np.ascontiguousarray(images)
+    if images.ndim != 4 or images.shape[1:] != (1, 16, 16):
+        raise DataError(f"the fast engine takes images of shape (N, 1, 16, 16), got "
+                        f"{images.shape}; use 16x16 digits (model.input_size=16)")
     if images.dtype not in (np.float32, np.float64):
         images = images.astype(np.float32)
     return images
