@@ -32,10 +32,10 @@ class DigitData:
     manifest: dict
 
 
-def library_versions() -> dict[str, str]:
-    """The versions of the libraries that shape the data (results drift with them)."""
+def library_versions(libraries=None) -> dict[str, str]:
+    """Installed versions of `libraries` (default: those that shape the data)."""
     out = {}
-    for lib in _LIBRARIES:
+    for lib in _LIBRARIES if libraries is None else libraries:
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 
 from lecun1989 import data as datasets
 from lecun1989.config import RunConfig
+from lecun1989.data.base import library_versions
 from lecun1989.engines import choose_engine, make_engine
 from lecun1989.errors import CheckpointError, UserError
 from lecun1989.model.net import init_params
@@ -38,13 +38,8 @@ LIBRARIES = ("lecun1989", "torch", "numpy", "numba", "llvmlite", "scikit-learn",
 
 def versions() -> dict[str, str]:
     """Python, platform and library versions (results drift with them)."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = "not installed"
-    return out
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            **library_versions(LIBRARIES)}
 
 
 @dataclass
