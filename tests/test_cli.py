@@ -85,3 +85,20 @@ def test_python_dash_m_runs_the_cli():
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["parameters"] == 9760
+
+
+def test_reproduce_with_several_seeds_aggregates_runs_equal_to_single_ones(tmp_path, capsys):
+    common = ["--data", "digits", "--passes", "1", "--set", "data.limit_train=150",
+              "--set", "data.limit_test=60", "--quiet"]
+    assert main(["reproduce", *common, "--seeds", "3", "--out", str(tmp_path / "many")]) == 0
+    assert "median [min, max] of 3 seeds" in capsys.readouterr().out
+    many = json.loads((tmp_path / "many" / rundir.SUMMARY).read_text())
+    errors = sorted(r["final"]["test"]["error"] for r in many["runs"])
+    assert [r["seed"] for r in many["runs"]] == [0, 1, 2]
+    assert many["aggregate"]["test"]["error"]["median"] == errors[1]
+    assert many["aggregate"]["test"]["error"]["min"] == errors[0]
+    assert all(0 <= r["final"]["test"]["reject_for_1pct"] <= 1 for r in many["runs"])
+    assert main(["train", *common, "--seed", "1", "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / rundir.SUMMARY).read_text())
+    assert one["final"] == many["runs"][1]["final"]  # seed 1 of 3 is a single seed-1 run
+    assert main(["reproduce", *common, "--seeds", "0", "--out", str(tmp_path / "x")]) == 2

@@ -30,16 +30,17 @@ def add_run_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> N
 
 def add_parsers(sub) -> None:
     """Register `reproduce` and `train`."""
-    p = sub.add_parser("reproduce", help="train a preset and hold it against the paper's table")
-    add_run_args(p)
-    add_resume_arg(p)
-    add_tensorboard_arg(p)
-    p.set_defaults(func=lambda args: cmd_train(args, compare=True))
-    p = sub.add_parser("train", help="train with any configuration (--set key=value)")
-    add_run_args(p)
-    add_resume_arg(p)
-    add_tensorboard_arg(p)
-    p.set_defaults(func=lambda args: cmd_train(args, compare=False))
+    for name, text, compare in (
+            ("reproduce", "train a preset and hold it against the paper's table", True),
+            ("train", "train with any configuration (--set key=value)", False)):
+        p = sub.add_parser(name, help=text)
+        add_run_args(p)
+        add_resume_arg(p)
+        add_tensorboard_arg(p)
+        p.add_argument("--seeds", type=int, default=1, metavar="K",
+                       help="train K models, seeds S..S+K-1 (S from --seed), together on the "
+                            "fast engine; summary.json then holds every run and an aggregate")
+        p.set_defaults(func=lambda args, compare=compare: cmd_train(args, compare=compare))
 
 
 def add_tensorboard_arg(p: argparse.ArgumentParser) -> None:
@@ -91,6 +92,11 @@ def cmd_train(args, compare: bool) -> int:
     from lecun1989.train.loop import RunInterrupted, fit, load_run_data, resolve_out  # noqa: PLC0415
 
     resume = getattr(args, "resume", None)
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: give the number of seeds, 1 or more")
+    if args.seeds > 1 and (resume or getattr(args, "tensorboard", False)):
+        raise UserError("--seeds K trains several runs at once; it does not combine with "
+                        "--resume or --tensorboard (resume or log each seed-<k> run alone)")
     cfg = resume_config(args) if resume else config_from_args(args)
     data = load_run_data(cfg)
     print(f"data: {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test "
@@ -100,6 +106,8 @@ def cmd_train(args, compare: bool) -> int:
     out = Path(resume) if resume else resolve_out(args.out, cfg)
     print(f"preset: {cfg.preset}, seed {cfg.seed}, {cfg.train.passes} passes, "
           f"optimizer {cfg.train.optimizer}; writing {out}")
+    if args.seeds > 1:
+        return _train_seeds(cfg, data, out, args, compare)
     callbacks = [HistoryRecorder(out, cfg)]  # loss.jsonl, params.jsonl: see analysis/history.py
     if getattr(args, "tensorboard", False):
         from lecun1989.analysis.tensorboard import TensorBoardLogger  # noqa: PLC0415
@@ -123,23 +131,60 @@ def cmd_train(args, compare: bool) -> int:
     return 0
 
 
+def _train_seeds(cfg, data, out: Path, args, compare: bool) -> int:
+    """Train seeds S..S+K-1 together; out/summary.json holds the runs and their aggregate."""
+    from lecun1989.analysis.stats import aggregate  # noqa: PLC0415
+    from lecun1989.train import rundir  # noqa: PLC0415
+    from lecun1989.train.loop import fit_seeds  # noqa: PLC0415
+
+    seeds = list(range(cfg.seed, cfg.seed + args.seeds))
+    runs = fit_seeds(cfg, data, seeds, out, overwrite=args.overwrite, progress=not args.quiet)
+    summary = {"preset": cfg.preset, "seeds": seeds, "data": runs[0]["data"],
+               "engine": runs[0]["engine"], "seconds": sum(r["seconds"] for r in runs),
+               "mse_convention": runs[0]["mse_convention"],
+               "runs": [{"seed": s, "dir": f"seed-{s}", **r} for s, r in zip(seeds, runs,
+                                                                               strict=True)],
+               "aggregate": aggregate(runs)}
+    rundir.write_json(out / rundir.SUMMARY, summary)
+    if compare:
+        print(comparison_table(summary))
+    print(f"done: {len(seeds)} seeds, {summary['seconds']:.1f} s of training in all; runs in "
+          f"{out}/seed-<k>, the aggregate in {out / rundir.SUMMARY}")
+    return 0
+
+
 def _pct(x) -> str:
     return f"{x:.2%}"
 
 
+def _cell(summary: dict, split: str, key: str, fmt) -> str:
+    """One run's value, or the median [min, max] over seeds when several ran."""
+    if "aggregate" in summary:
+        a = summary["aggregate"][split][key]
+        return f"{fmt(a['median'])} [{fmt(a['min'])}, {fmt(a['max'])}]"
+    value = fmt(summary["final"][split][key])
+    if key == "error":
+        value += f" ({summary['final'][split]['misses']})"
+    return value
+
+
 def comparison_table(summary: dict) -> str:
-    """The paper's results (NC89 §5) beside this run's."""
-    f, ref = summary["final"], paper.RESULTS
+    """The paper's results (NC89 §5) beside this run's (or the median and range of seeds)."""
+    ref = paper.RESULTS
+    mse = "{:.2e}".format
     rows = [("train error", _pct(ref["train"]["error"]) + f" ({ref['train']['misses']})",
-             _pct(f["train"]["error"]) + f" ({f['train']['misses']})"),
-            ("train MSE", f"{ref['train']['mse']:.1e}", f"{f['train']['mse']:.2e}"),
+             _cell(summary, "train", "error", _pct)),
+            ("train MSE", f"{ref['train']['mse']:.1e}", _cell(summary, "train", "mse", mse)),
             ("test error", _pct(ref["test"]["error"]) + f" ({ref['test']['misses']})",
-             _pct(f["test"]["error"]) + f" ({f['test']['misses']})"),
-            ("test MSE", f"{ref['test']['mse']:.1e}", f"{f['test']['mse']:.2e}"),
+             _cell(summary, "test", "error", _pct)),
+            ("test MSE", f"{ref['test']['mse']:.1e}", _cell(summary, "test", "mse", mse)),
             ("reject for 1% test error", _pct(ref["test"]["reject_for_1pct"]),
-             _pct(f["test"]["reject_for_1pct"]))]
-    data = summary["data"]
-    lines = [f"{'':26s}{'paper (USPS)':>16s}{'this run (' + data['name'] + ')':>22s}"]
-    lines += [f"{a:26s}{b:>16s}{c:>22s}" for a, b, c in rows]
+             _cell(summary, "test", "reject_for_1pct", _pct))]
+    name = summary["data"]["name"]
+    head = (f"median [min, max] of {len(summary['seeds'])} seeds ({name})"
+            if "aggregate" in summary else f"this run ({name})")
+    width = max(22, len(head) + 2, *(len(c) + 2 for *_, c in rows))
+    lines = [f"{'':26s}{'paper (USPS)':>16s}{head:>{width}s}"]
+    lines += [f"{a:26s}{b:>16s}{c:>{width}s}" for a, b, c in rows]
     lines.append("MSE: mean over outputs and patterns, targets +-1, no factor 1/2.")
     return "\n".join(lines)
