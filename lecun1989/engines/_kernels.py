@@ -18,6 +18,13 @@ constants come in typed (a Python float literal would turn float32 arithmetic in
 and `error_model="numpy"` lets divisions vectorise. `fastmath` allows re-association and FMA
 contraction only: dot products vectorise; NaN and inf still propagate.
 
+Sums run in `local_array`s (the stack: LLVM keeps them in registers, as they cannot overlap
+`buf`; a sum kept in `buf` next to a read at a table-chosen offset is stored back every
+step). The loops around an SLP-vectorised one run over 5 (or 4) taps, u then v: with one
+loop of 25, LLVM's loop vectoriser vectorises that loop instead, with strided gathers.
+Dot products sum several outputs at once (`dense_forward`, `h1_backward`): independent
+sums, not one chain of dependent additions.
+
 H1's 64 units are kept in phase order, p = 16 (2 (y%2) + x%2) + 4 (y//2) + x//2: then the
 gradient reaching H1 from H2 is 4 plain 4x4 correlations per map (`h1_input_grad`), no col2im.
 """
@@ -27,9 +34,9 @@ from __future__ import annotations
 from math import factorial
 
 import numpy as np
-from numba import literally, njit
-from numba.core import types
-from numba.extending import overload
+from numba import carray, literally, njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False,
            fastmath={"reassoc", "contract"})
@@ -72,8 +79,7 @@ D2 = D3 + HP                  # (192,)        dE/dh2, then dE/da at H2
 D2PAD = D2 + MAPS * N2        # (12, 6, 6)    dE/da at H2 with a border of zeros
 D2WIN = D2PAD + MAPS * 36     # (12, 9, 16)   its 3x3 shifted 4x4 windows (`h1_input_grad`)
 DH1 = D2WIN + MAPS * 9 * N2   # (12, 64)      dE/dh1, then dE/da at H1 (phase order)
-ACC = DH1 + MAPS * N1         # (32,)         grad h2_w[n, ci, :] while it is summed
-SIZE = ACC + TP
+SIZE = DH1 + MAPS * N1
 
 
 # --- tanh without libm --------------------------------------------------------------------
@@ -126,6 +132,27 @@ def tanh_array(x, out):
         out[i] = vtanh(x[i])
 
 
+@intrinsic
+def _stack_pointer(typingctx, like, n):
+    """A pointer to n (a constant) elements of like's dtype on the kernel's stack."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return cgutils.alloca_once(builder, context.get_value_type(like.dtype),
+                                   size=n.literal_value)
+
+    return types.CPointer(like.dtype)(like, n), codegen
+
+
+@njit(inline="always", **JIT)
+def local_array(like, n):
+    """n uninitialised elements of like's dtype on the stack: accumulators LLVM keeps in
+    registers, as it knows they do not overlap `buf` (stores into `buf` itself would be
+    written back at every step of a loop that also reads `buf` at a variable offset)."""
+    return carray(_stack_pointer(like, n), n)
+
+
 @njit(inline="always", **JIT)
 def h1_map(table, n, ci):
     """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11 (see above)."""
@@ -160,19 +187,18 @@ def load_input(buf, image):
 def h1_forward(buf, unit_bias, A, S):
     """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b)."""
     for m in range(MAPS):
-        a = T1 + m * N1  # the total input, then its tanh, in place
-        if unit_bias:
-            for p in range(N1):
-                buf[a + p] = buf[B1 + m * N1 + p]
-        else:
-            for p in range(N1):
-                buf[a + p] = buf[B1 + m]
-        for t in range(TAPS):
-            w = buf[W1 + m * TAPS + t]
-            for p in range(N1):
-                buf[a + p] += w * buf[XCOL + t * N1 + p]
-        for p in range(N1):
-            buf[a + p] = vtanh(S * buf[a + p])
+        a = T1 + m * N1  # the total input (summed in registers, 2 halves), then its tanh
+        for h in range(0, N1, 32):
+            acc = local_array(buf, 32)
+            for p in range(32):
+                acc[p] = buf[B1 + m * N1 + h + p] if unit_bias else buf[B1 + m]
+            for u in range(5):  # loops of 5: LLVM vectorises p (SLP), not these
+                for v in range(5):
+                    w = buf[W1 + m * TAPS + 5 * u + v]
+                    for p in range(32):
+                        acc[p] += w * buf[XCOL + (5 * u + v) * N1 + h + p]
+            for p in range(32):
+                buf[a + h + p] = vtanh(S * acc[p])
         for ph in range(4):
             for i in range(4):
                 for j in range(4):
@@ -202,32 +228,35 @@ def h2_forward(buf, table, unit_bias, A, S):
     stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]."""
     for n in range(MAPS):
         a = T2 + n * N2
-        if unit_bias:
-            for q in range(N2):
-                buf[a + q] = buf[B2 + n * N2 + q]
-        else:
-            for q in range(N2):
-                buf[a + q] = buf[B2 + n]
+        acc = local_array(buf, N2)
+        for q in range(N2):
+            acc[q] = buf[B2 + n * N2 + q] if unit_bias else buf[B2 + n]
         for ci in range(table.shape[1]):
             cols = HCOL + h1_map(table, n, ci) * TAPS * N2
-            for t in range(TAPS):
-                w = buf[W2 + (n * MAPS + ci) * TP + t]
-                for q in range(N2):
-                    buf[a + q] += w * buf[cols + t * N2 + q]
+            for u in range(5):  # loops of 5: LLVM vectorises q (SLP), not these
+                for v in range(5):
+                    w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                    for q in range(N2):
+                        acc[q] += w * buf[cols + (5 * u + v) * N2 + q]
         for q in range(N2):
-            buf[a + q] = vtanh(S * buf[a + q])
+            buf[a + q] = vtanh(S * acc[q])
             buf[H2 + n * N2 + q] = A * buf[a + q]
 
 
 @njit(inline="always", **JIT)
 def dense_forward(buf, w, b, x, n_out, n_in, t, h, A, S, squash):
     """Mirrors Net1989.layers: h = act(x @ w.T + b) (w at offset w, rows of n_in)."""
-    for j in range(n_out):
-        s = buf[b + j]
+    for j0 in range(0, n_out, 2):  # 2 rows at once: independent sums (n_out is even)
+        acc = local_array(buf, 2)
+        for k in range(2):
+            acc[k] = buf[b + j0 + k]
         for i in range(n_in):
-            s += buf[w + j * n_in + i] * buf[x + i]
-        buf[t + j] = vtanh(S * s) if squash else s
-        buf[h + j] = A * buf[t + j] if squash else s
+            for k in range(2):
+                acc[k] += buf[w + (j0 + k) * n_in + i] * buf[x + i]
+        for k in range(2):
+            s = acc[k]
+            buf[t + j0 + k] = vtanh(S * s) if squash else s
+            buf[h + j0 + k] = A * buf[t + j0 + k] if squash else s
 
 
 @njit(**JIT)
@@ -313,14 +342,16 @@ def h2_backward(buf, table, unit_bias, curvature):
             learn(buf, B2 + n, s, curvature)
         for ci in range(table.shape[1]):  # grad h2_w[n, ci, t] = sum_q d2[n, q] HROW[c, q, t]
             rows = HROW + h1_map(table, n, ci) * N2 * TP
+            acc = local_array(buf, TP)
             for t in range(TP):
-                buf[ACC + t] = 0
-            for q in range(N2):
-                d = buf[D2 + n * N2 + q]
-                for t in range(TP):
-                    buf[ACC + t] += d * buf[rows + q * TP + t]
+                acc[t] = 0
+            for i in range(S2):  # loops of 4: LLVM vectorises t (SLP), not these
+                for j in range(S2):
+                    d = buf[D2 + n * N2 + S2 * i + j]
+                    for t in range(TP):
+                        acc[t] += d * buf[rows + (S2 * i + j) * TP + t]
             for t in range(TP):
-                learn(buf, W2 + (n * MAPS + ci) * TP + t, buf[ACC + t], curvature)
+                learn(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], curvature)
 
 
 @njit(**JIT)
@@ -349,13 +380,20 @@ def h1_input_grad(buf, table, AS, curvature):
     for n in range(MAPS):
         for ci in range(table.shape[1]):
             c = h1_map(table, n, ci)
-            for u in range(5):
-                for v in range(5):
-                    w = buf[wbase + W2 + (n * MAPS + ci) * TP + 5 * u + v]
-                    win = D2WIN + (n * 9 + 3 * (u // 2) + v // 2) * N2
-                    dst = DH1 + c * N1 + 16 * (2 * (u % 2) + v % 2)
+            for ry in range(2):  # phase (ry, rx) of map c gets the taps u % 2 = ry, v % 2 = rx
+                for rx in range(2):
+                    dst = DH1 + c * N1 + 16 * (2 * ry + rx)
+                    acc = local_array(buf, N2)  # summed in registers, then added once
                     for p in range(N2):
-                        buf[dst + p] += w * buf[win + p]
+                        acc[p] = buf[dst + p]
+                    for u in range(ry, 5, 2):
+                        for v in range(rx, 5, 2):
+                            w = buf[wbase + W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                            win = D2WIN + (n * 9 + 3 * (u // 2) + v // 2) * N2
+                            for p in range(N2):
+                                acc[p] += w * buf[win + p]
+                    for p in range(N2):
+                        buf[dst + p] = acc[p]
     for p in range(MAPS * N1):
         buf[DH1 + p] *= slope(buf[T1 + p], AS, curvature)
 
@@ -365,11 +403,16 @@ def h1_backward(buf, unit_bias, curvature):
     """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p]; h1_b."""
     literally(curvature)
     for m in range(MAPS):
-        for t in range(TAPS):
-            s = buf[DH1 + m * N1] * buf[XCOL + t * N1]
-            for p in range(1, N1):
-                s += buf[DH1 + m * N1 + p] * buf[XCOL + t * N1 + p]
-            learn(buf, W1 + m * TAPS + t, s, curvature)
+        for u in range(5):  # 5 taps at once: 5 independent sums over p (vectorised)
+            acc = local_array(buf, 5)
+            for v in range(5):
+                acc[v] = 0
+            for p in range(N1):
+                d = buf[DH1 + m * N1 + p]
+                for v in range(5):
+                    acc[v] += d * buf[XCOL + (5 * u + v) * N1 + p]
+            for v in range(5):
+                learn(buf, W1 + m * TAPS + 5 * u + v, acc[v], curvature)
         if unit_bias:
             for p in range(N1):
                 learn(buf, B1 + m * N1 + p, buf[DH1 + m * N1 + p], curvature)
