@@ -183,3 +183,14 @@ def trained_run(tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return SimpleNamespace(dir=out, cfg=cfg, data=data, run=run)
+
+
+@pytest.fixture
+def one_thread():
+    """Per-pattern updates are fastest on one torch thread (and the machine is shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,7 +8,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 
 from lecun1989.analysis.history import (
     BINS,
@@ -27,14 +26,6 @@ from lecun1989.config import apply_overrides, preset
 from lecun1989.model.net import PARAM_NAMES, init_params, layer_shapes
 from lecun1989.train import checkpoint
 from lecun1989.train.loop import RunInterrupted, fit, load_run_data
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_histogram_has_a_fixed_size_and_the_exact_moments():

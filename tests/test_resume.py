@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lecun1989.config import apply_overrides, preset
 from lecun1989.errors import CheckpointError, UserError
@@ -51,13 +50,7 @@ def _skip_reason(name: str, engine: str) -> str | None:
     return fast_unsupported(config(name, "reference"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Per-pattern updates are fastest on one thread (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(name: str, engine: str):

@@ -342,12 +342,7 @@ def cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return rc, out, err
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 
 from lecun1989.analysis.history import read_jsonl, read_loss
 from lecun1989.cli.main import main
@@ -13,14 +12,6 @@ from lecun1989.cli.main import main
 TRAIN = ["train", "--data", "digits", "--passes", "2", "--engine", "reference", "--quiet",
          "--set", "data.limit_train=60", "--set", "data.limit_test=40", "--set", "loss_every=20",
          "--set", "history_every=40", "--tensorboard"]
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_without_tensorboard_the_flag_is_a_one_line_error(tmp_path, monkeypatch, capsys):
