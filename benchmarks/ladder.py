@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/ladder.py --data-dir /work/shared/data/usps --seeds 0-4
     .venv/bin/python benchmarks/ladder.py --seeds 0 --passes-fraction 0.1   # a quick look
+    .venv/bin/python benchmarks/ladder.py --data-dir ../shared/data/usps --publish studies/results
 
 Each rung adds one change to the one before (lecun1989/config.py: LADDER). Runs go to
 sweeps/ladder[-passesF]/ as a sweep (finished runs are skipped when started again);
@@ -12,6 +13,7 @@ each rung round(F * its passes) passes: the folder name and table say so.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from lecun1989.sweeps import parse_seeds, run_sweep, write_table
@@ -31,6 +33,9 @@ def main() -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a fixed override for every rung")
     p.add_argument("--out", default=None, help="default: sweeps/ladder[-passesF]")
+    p.add_argument("--publish", default=None, metavar="DIR",
+                   help="also copy table.md, table.json, test_error.png to DIR/ladder.* "
+                        "(RESULTS.md cites studies/results)")
     args = p.parse_args()
     overrides = [f"data.name={args.data}", f"engine={args.engine}", *args.overrides]
     if args.data_dir:
@@ -49,6 +54,13 @@ def main() -> int:
         print(note.strip())
     print("\n".join(metric_table(table, "test", "error")))
     print(f"table: {out / 'table.md'}, {out / 'table.json'}, {out / 'test_error.png'}")
+    if args.publish:
+        dest = Path(args.publish)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, target in (("table.md", "ladder.md"), ("table.json", "ladder.json"),
+                             ("test_error.png", "ladder_test_error.png")):
+            shutil.copyfile(out / name, dest / target)
+        print(f"published to {dest}/ladder.*")
     return 1 if result.failed else 0
 
 

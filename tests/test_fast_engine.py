@@ -13,7 +13,7 @@ from lecun1989.engines.reference import ReferenceEngine
 from lecun1989.errors import ConfigError
 from lecun1989.model import PARAM_NAMES, init_params
 from lecun1989.train import checkpoint
-from lecun1989.train.loop import RunData, fit, fit_seeds
+from lecun1989.train.loop import RunData, dropout_keep, fit, fit_seeds
 
 TOL = {"float64": 1e-10, "float32": 1e-5}  # max |fast - ref| / max |ref|, per tensor
 STEPS = 100
@@ -35,7 +35,9 @@ def _rel(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
-# A covering set: every option value appears, each dtype with both optimizers.
+LINEAR_CE = ["train.loss=cross_entropy", "model.output_activation=false",
+             "train.weight_decay=0.01"]
+# A covering set: every option value appears, each dtype with every optimizer.
 CASES = [
     ("float64", "sgd", ["model.bias=unit", "model.table=karpathy", "model.pad_value=-1"]),
     ("float64", "sdlm", ["model.bias=map", "model.table=balanced", "model.pad_value=0"]),
@@ -50,13 +52,23 @@ CASES = [
     ("float32", "sdlm", ["model.bias=unit", "model.table=karpathy"]),
     ("float32", "sdlm", ["model.bias=map", "model.table=full", "model.pad_value=0",
                          "model.output_activation=false"]),
+    # the ablation ladder's options: cross-entropy, AdamW, ReLU, dropout
+    ("float64", "sgd", ["train.loss=cross_entropy", "model.output_activation=false"]),
+    ("float64", "adamw", [*LINEAR_CE, "model.activation=relu", "model.dropout=0.25"]),
+    ("float64", "sdlm", [*LINEAR_CE, "model.activation=relu", "model.bias=map"]),
+    ("float32", "sgd", [*LINEAR_CE, "model.activation=relu", "model.dropout=0.25"]),
+    # float32 AdamW with tanh only: AdamW's update hardly depends on the gradient's size, so a
+    # rounding-level difference moves a ReLU unit across its kink (measured: 4.5e-5 after 100
+    # steps, against 3e-6 with tanh and 3e-7 with ReLU and SGD); float64 covers ReLU + AdamW
+    ("float32", "adamw", [*LINEAR_CE, "model.bias=map", "model.pad_value=0"]),
 ]
+LR = {"sgd": 0.03, "sdlm": 3e-4, "adamw": 3e-4}  # sdlm: eps of eps / (mu + h)
 
 
 @pytest.mark.parametrize(("dtype", "optimizer", "options"), CASES)
 def test_steps_equal_the_reference(digits, dtype, optimizer, options):
     """100 steps: every weight, the losses, SDLM's h and the predictions match the oracle."""
-    lr = 0.03 if optimizer == "sgd" else 3e-4  # sdlm: eps of eps / (mu + h)
+    lr = LR[optimizer]
     cfg = _cfg(f"model.dtype={dtype}", f"train.optimizer={optimizer}", "seed=3", *options)
     params = init_params(cfg.model, cfg.seed)
     fast, ref = FastEngine(cfg, params), ReferenceEngine(cfg, params)
@@ -69,7 +81,9 @@ def test_steps_equal_the_reference(digits, dtype, optimizer, options):
         for name in PARAM_NAMES:
             assert h_fast[name].shape == h_ref[name].shape
             assert _rel(h_fast[name], h_ref[name]) < TOL[dtype], name
-    losses = [e.train_steps(x, y, 0, STEPS, lr) for e in (fast, ref)]
+    keep = dropout_keep(cfg, 0, len(y))
+    assert (keep is None) == (cfg.model.dropout == 0)
+    losses = [e.train_steps(x, y, 0, STEPS, lr, keep) for e in (fast, ref)]
     np.testing.assert_allclose(losses[0], losses[1], rtol=100 * TOL[dtype], atol=TOL[dtype])
     new_fast, new_ref = fast.params(), ref.params()
     for name in PARAM_NAMES:
@@ -94,12 +108,14 @@ def test_params_round_trip_and_a_fresh_engine_predicts_like_the_reference(digits
                                rtol=0, atol=1e-13)
 
 
-def test_sdlm_state_resumes_exactly(digits):
+@pytest.mark.parametrize("optimizer", ["sdlm", "adamw"])
+def test_optimizer_state_resumes_exactly(digits, optimizer):
     """load_optimizer_state gives an engine that continues exactly like the original."""
-    cfg = _cfg("model.dtype=float64", "train.optimizer=sdlm")
+    cfg = _cfg("model.dtype=float64", f"train.optimizer={optimizer}")
     x, y = digits.train_images, digits.train_labels
     a = FastEngine(cfg, init_params(cfg.model, 1))
-    assert a.optimizer_state() == {}  # before the first estimate
+    if optimizer == "sdlm":
+        assert a.optimizer_state() == {}  # before the first estimate
     a.begin_pass(0, x, y)
     a.train_steps(x, y, 0, 10, 1e-3)
     b = FastEngine(cfg, a.params())
@@ -107,14 +123,21 @@ def test_sdlm_state_resumes_exactly(digits):
     la, lb = a.train_steps(x, y, 10, 30, 1e-3), b.train_steps(x, y, 10, 30, 1e-3)
     assert np.array_equal(la, lb)
     assert all(np.array_equal(a.params()[n], b.params()[n]) for n in PARAM_NAMES)
+    fresh = FastEngine(cfg, a.params())  # without the state it would not continue alike
+    assert not np.array_equal(fresh.train_steps(x, y, 30, 40, 1e-3), a.train_steps(x, y, 30, 40,
+                                                                                   1e-3))
+    if optimizer == "adamw":
+        assert a.optimizer_state()["step"][0] == 40
+        return
     ref = ReferenceEngine(cfg, init_params(cfg.model, 1))  # the state is the reference's too
     ref.load_optimizer_state(a.optimizer_state())
     assert ref.optimizer_state().keys() == a.optimizer_state().keys()
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "sdlm"])
+@pytest.mark.parametrize("optimizer", ["sgd", "sdlm", "adamw"])
 def test_seed_k_of_a_batch_equals_a_single_run_bit_for_bit(digits, optimizer):
-    cfgs = [_cfg("model.dtype=float32", f"train.optimizer={optimizer}", f"seed={s}")
+    ladder = [*LINEAR_CE, "model.activation=relu"] if optimizer == "adamw" else []
+    cfgs = [_cfg("model.dtype=float32", f"train.optimizer={optimizer}", f"seed={s}", *ladder)
             for s in (0, 5, 9)]
     x, y = digits.train_images, digits.train_labels
     batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads=2)
@@ -176,10 +199,7 @@ def test_fit_seeds_writes_the_runs_that_fit_writes(digits, tmp_path, engine):
 
 
 @pytest.mark.parametrize(("override", "option"), [
-    ("model.activation=relu", "model.activation"),
-    ("model.dropout=0.1", "model.dropout"),
-    ("train.loss=cross_entropy", "train.loss"),
-    ("train.optimizer=adamw", "train.optimizer"),
+    ("model.dropout=0.1", "model.dropout"),  # with sdlm (the paper preset)
     ("model.input_size=28", "model.input_size"),
 ])
 def test_unsupported_options_are_named_and_auto_falls_back(override, option):
@@ -190,9 +210,10 @@ def test_unsupported_options_are_named_and_auto_falls_back(override, option):
         FastEngine(cfg, init_params(cfg.model, 0))
 
 
-def test_auto_picks_the_fast_engine_for_the_paper():
-    assert unsupported(_cfg()) is None
-    assert choose_engine(_cfg())[0] == "fast"
+@pytest.mark.parametrize("name", ["paper", "modern-softmax", "modern-relu-dropout"])
+def test_auto_picks_the_fast_engine_for_the_paper_and_the_ladder(name):
+    assert unsupported(preset(name)) is None
+    assert choose_engine(preset(name))[0] == "fast"
 
 
 def test_a_batch_refuses_configs_that_differ_beyond_the_seed():

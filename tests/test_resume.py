@@ -126,10 +126,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(name, where, engine, tmp_
     reason = _skip_reason(name, engine)
     if reason:
         pytest.skip(reason)
-    try:
-        whole, whole_history = uninterrupted(name, engine, tmp_path_factory)
-    except NotImplementedError as e:  # the fast engine's SDLM, while it is being written
-        pytest.skip(f"{engine} engine: {e}")
+    whole, whole_history = uninterrupted(name, engine, tmp_path_factory)
     cfg, out = config(name, engine), tmp_path / "run"
     stop = (SignalAt(after_pass=1) if where == "pass boundary" else
             SignalAt(step=N_TRAIN + 2 * CHUNK))  # pass 2, after its second chunk

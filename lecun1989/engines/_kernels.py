@@ -31,6 +31,7 @@ gradient reaching H1 from H2 is 4 plain 4x4 correlations per map (`h1_input_grad
 
 from __future__ import annotations
 
+from collections import namedtuple
 from math import factorial
 
 import numpy as np
@@ -79,7 +80,21 @@ D2 = D3 + HP                  # (192,)        dE/dh2, then dE/da at H2
 D2PAD = D2 + MAPS * N2        # (12, 6, 6)    dE/da at H2 with a border of zeros
 D2WIN = D2PAD + MAPS * 36     # (12, 9, 16)   its 3x3 shifted 4x4 windows (`h1_input_grad`)
 DH1 = D2WIN + MAPS * 9 * N2   # (12, 64)      dE/dh1, then dE/da at H1 (phase order)
-SIZE = DH1 + MAPS * N1
+KEEP = DH1 + MAPS * N1        # (192,)        dropout: H2's keep-mask, 0 or 1 / (1 - p)
+# AdamW (ablations): the gradient of the current pattern, the two moments, the step count
+GRAD = KEEP + MAPS * N2
+EXP_AVG = GRAD + NPARAM
+EXP_AVG_SQ = EXP_AVG + NPARAM
+ADAM_STEP = EXP_AVG_SQ + NPARAM
+SIZE = ADAM_STEP + 16
+
+# What `learn` does with a parameter's gradient (a compile-time constant, numba.literally)
+LEARN, CURVATURE, GRADIENT = 0, 1, 2  # update it (sgd, sdlm) | add d2E/dw2 to h | keep it
+
+# A configuration's options as the kernels take them (fast.py builds it; A, S, pad, target
+# are of the engine's dtype). relu: max(a, 0) in place of A tanh(S a) (then A = S = 1);
+# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP.
+Options = namedtuple("Options", "unit_bias squash_out relu ce dropout A S pad target")
 
 
 # --- tanh without libm --------------------------------------------------------------------
@@ -160,10 +175,26 @@ def h1_map(table, n, ci):
 
 
 @njit(inline="always", **JIT)
-def slope(t, AS, curvature):
-    """f'(a) = A S (1 - tanh^2(S a)) from t = tanh(S a); squared for SDLM's curvature."""
-    d = AS * (type(AS)(1) - t * t)
+def slope(t, AS, curvature, relu):
+    """f'(a): A S (1 - tanh^2(S a)) from t = tanh(S a), or ReLU's 1 where t > 0, else 0;
+    squared for SDLM's curvature."""
+    one, zero = type(AS)(1), type(AS)(0)
+    if relu:
+        return one if t > zero else zero
+    d = AS * (one - t * t)
     return d * d if curvature else d
+
+
+@njit(inline="always", **JIT)
+def activate(buf, at, acc, n, S, relu):
+    """buf[at:at+n] = t: tanh(S a) (NC89's A tanh(S a) without A) or max(a, 0), a = acc."""
+    if relu:  # the branch outside the loops: each loop vectorises on its own
+        zero = type(S)(0)
+        for p in range(n):
+            buf[at + p] = zero if acc[p] < zero else acc[p]  # NaN stays NaN (torch.relu)
+    else:
+        for p in range(n):
+            buf[at + p] = vtanh(S * acc[p])
 
 
 # --- forward ------------------------------------------------------------------------------
@@ -184,27 +215,26 @@ def load_input(buf, image):
 
 
 @njit(**JIT)
-def h1_forward(buf, unit_bias, A, S):
+def h1_forward(buf, o):
     """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b)."""
     for m in range(MAPS):
         a = T1 + m * N1  # the total input (summed in registers, 2 halves), then its tanh
         for h in range(0, N1, 32):
             acc = local_array(buf, 32)
             for p in range(32):
-                acc[p] = buf[B1 + m * N1 + h + p] if unit_bias else buf[B1 + m]
+                acc[p] = buf[B1 + m * N1 + h + p] if o.unit_bias else buf[B1 + m]
             for u in range(5):  # loops of 5: LLVM vectorises p (SLP), not these
                 for v in range(5):
                     w = buf[W1 + m * TAPS + 5 * u + v]
                     for p in range(32):
                         acc[p] += w * buf[XCOL + (5 * u + v) * N1 + h + p]
-            for p in range(32):
-                buf[a + h + p] = vtanh(S * acc[p])
+            activate(buf, a + h, acc, 32, o.S, o.relu)
         for ph in range(4):
             for i in range(4):
                 for j in range(4):
                     y, x = 2 * i + ph // 2, 2 * j + ph % 2
-                    buf[H1PAD + m * HS * HS + (y + 2) * HS + x + 2] = A * buf[a + 16 * ph
-                                                                              + 4 * i + j]
+                    buf[H1PAD + m * HS * HS + (y + 2) * HS + x + 2] = o.A * buf[a + 16 * ph
+                                                                                + 4 * i + j]
 
 
 @njit(**JIT)
@@ -223,14 +253,14 @@ def h2_patches(buf):
 
 
 @njit(**JIT)
-def h2_forward(buf, table, unit_bias, A, S):
+def h2_forward(buf, table, o):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
-    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]."""
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; then dropout."""
     for n in range(MAPS):
         a = T2 + n * N2
         acc = local_array(buf, N2)
         for q in range(N2):
-            acc[q] = buf[B2 + n * N2 + q] if unit_bias else buf[B2 + n]
+            acc[q] = buf[B2 + n * N2 + q] if o.unit_bias else buf[B2 + n]
         for ci in range(table.shape[1]):
             cols = HCOL + h1_map(table, n, ci) * TAPS * N2
             for u in range(5):  # loops of 5: LLVM vectorises q (SLP), not these
@@ -238,13 +268,13 @@ def h2_forward(buf, table, unit_bias, A, S):
                     w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
                     for q in range(N2):
                         acc[q] += w * buf[cols + (5 * u + v) * N2 + q]
+        activate(buf, a, acc, N2, o.S, o.relu)
         for q in range(N2):
-            buf[a + q] = vtanh(S * acc[q])
-            buf[H2 + n * N2 + q] = A * buf[a + q]
+            buf[H2 + n * N2 + q] = o.A * buf[a + q]
 
 
 @njit(inline="always", **JIT)
-def dense_forward(buf, w, b, x, n_out, n_in, t, h, A, S, squash):
+def dense_forward(buf, w, b, x, n_out, n_in, t, h, o, squash):
     """Mirrors Net1989.layers: h = act(x @ w.T + b) (w at offset w, rows of n_in)."""
     for j0 in range(0, n_out, 2):  # 2 rows at once: independent sums (n_out is even)
         acc = local_array(buf, 2)
@@ -253,93 +283,135 @@ def dense_forward(buf, w, b, x, n_out, n_in, t, h, A, S, squash):
         for i in range(n_in):
             for k in range(2):
                 acc[k] += buf[w + (j0 + k) * n_in + i] * buf[x + i]
+        if squash:
+            activate(buf, t + j0, acc, 2, o.S, o.relu)
         for k in range(2):
-            s = acc[k]
-            buf[t + j0 + k] = vtanh(S * s) if squash else s
-            buf[h + j0 + k] = A * buf[t + j0 + k] if squash else s
+            buf[h + j0 + k] = o.A * buf[t + j0 + k] if squash else acc[k]
+
+
+@njit(inline="always", **JIT)
+def dropout(buf, at, n):
+    """F.dropout's product with the pattern's keep-mask (KEEP, 0 or 1 / (1 - p))."""
+    for i in range(n):
+        buf[at + i] *= buf[KEEP + i]
 
 
 @njit(**JIT)
-def forward(buf, image, table, unit_bias, A, S, squash_out):
-    """Mirrors Net1989.forward for one pattern: the outputs land at Y."""
+def forward(buf, image, table, o, train):
+    """Mirrors Net1989.forward for one pattern (train: with dropout): the outputs land at Y."""
     load_input(buf, image)
-    h1_forward(buf, unit_bias, A, S)
+    h1_forward(buf, o)
     h2_patches(buf)
-    h2_forward(buf, table, unit_bias, A, S)
-    dense_forward(buf, W3, B3, H2, HP, MAPS * N2, T3, H3, A, S, True)
-    dense_forward(buf, W4, B4, H3, OUT, HP, T4, Y, A, S, squash_out)
+    h2_forward(buf, table, o)
+    if train and o.dropout:  # Net1989.layers: dropout on H2's output, before H3
+        dropout(buf, H2, MAPS * N2)
+    dense_forward(buf, W3, B3, H2, HP, MAPS * N2, T3, H3, o, True)
+    dense_forward(buf, W4, B4, H3, OUT, HP, T4, Y, o, o.squash_out)
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
 # Each parameter is updated (`learn`) as soon as its gradient is known and the parameter is
 # no longer needed for the gradients below it: the same numbers as autograd, then
-# optimizer.step. With curvature=True the same functions back-propagate EB98's second
-# derivatives instead (train/sdlm.py): d2E/dy2 = 2/10 at the outputs, f'^2 for f', squared
-# weights (at SQW) and inputs (`square_inputs`); `learn` then adds them to HESS.
+# optimizer.step. With mode CURVATURE the same functions back-propagate EB98's second
+# derivatives instead (train/sdlm.py): d2E/dy2 (2/10, or p (1 - p)) at the outputs, f'^2
+# for f', squared weights (at SQW) and inputs (`square_inputs`); `learn` then adds them to
+# HESS. With mode GRADIENT `learn` keeps the gradient (GRAD) for `adamw_step`.
 
 @njit(inline="always", **JIT)
-def learn(buf, at, g, curvature):
+def learn(buf, at, g, mode):
     """One parameter's update from its gradient g: p += STEP * g, STEP = -lr / (mu + h).
 
-    Mirrors optim.SGD.step (h = 0, mu = 1) and sdlm.SDLM.step. SDLM's estimate (curvature)
-    instead sums the pattern's d2E/dw2 into h: into HESS, STEP = 1 (`estimate_model`).
+    Mirrors optim.SGD.step (h = 0, mu = 1) and sdlm.SDLM.step. SDLM's estimate (CURVATURE)
+    instead sums the pattern's d2E/dw2 into h: into HESS, STEP = 1 (`estimate_model`);
+    AdamW (GRADIENT) keeps g in GRAD.
     """
-    buf[(HESS if curvature else 0) + at] += buf[STEP + at] * g
+    if mode == GRADIENT:
+        buf[GRAD + at] = g
+    else:
+        buf[(HESS if mode == CURVATURE else 0) + at] += buf[STEP + at] * g
 
 
 @njit(**JIT)
-def output_backward(buf, label, target, AS, squash_out, curvature):
-    """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4).
-
-    Returns E; D4 = dE/da of the output units (curvature: d2E/da2 = 2/10 f'^2).
-    """
-    literally(curvature)
-    f = type(target)
-    loss, two_n = f(0), f(2 / OUT)
-    for j in range(OUT):
-        e = buf[Y + j] - (target if j == label else -target)
-        loss += e * e
-        d = two_n if curvature else two_n * e
-        buf[D4 + j] = d * slope(buf[T4 + j], AS, curvature) if squash_out else d
-    return loss / f(OUT)
+def output_backward(buf, label, o, mode):
+    """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4), or
+    E = -log softmax(y)_label (ce). Returns E; D4 = dE/da of the output units (CURVATURE:
+    d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
+    literally(mode)
+    curvature = mode == CURVATURE
+    f, AS = type(o.target), o.A * o.S
+    if o.ce:  # F.cross_entropy: log-sum-exp from the largest output
+        top = buf[Y]
+        for j in range(1, OUT):
+            top = max(top, buf[Y + j])
+        z = f(0)
+        for j in range(OUT):
+            buf[D4 + j] = np.exp(buf[Y + j] - top)
+            z += buf[D4 + j]
+        loss = top + np.log(z) - buf[Y + label]
+        for j in range(OUT):
+            p = buf[D4 + j] / z
+            buf[D4 + j] = p * (f(1) - p) if curvature else p - (f(1) if j == label else f(0))
+    else:
+        loss, two_n = f(0), f(2 / OUT)
+        for j in range(OUT):
+            e = buf[Y + j] - (o.target if j == label else -o.target)
+            loss += e * e
+            buf[D4 + j] = two_n if curvature else two_n * e
+        loss /= f(OUT)
+    if o.squash_out:
+        for j in range(OUT):
+            buf[D4 + j] *= slope(buf[T4 + j], AS, curvature, o.relu)
+    return loss
 
 
 @njit(inline="always", **JIT)
-def dense_backward(buf, w, x, d, dx, n_out, n_in, curvature):
+def dense_backward(buf, w, x, d, dx, n_out, n_in, mode):
     """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d; one sweep
     over w, each weight read for dx before `learn` changes it."""
-    wbase = SQW if curvature else 0
+    wbase = SQW if mode == CURVATURE else 0
     for i in range(n_in):
         buf[dx + i] = 0
     for j in range(n_out):
         dj = buf[d + j]
-        learn(buf, w + n_out * n_in + j, dj, curvature)  # b follows w in the layout
+        learn(buf, w + n_out * n_in + j, dj, mode)  # b follows w in the layout
         for i in range(n_in):
             buf[dx + i] += buf[wbase + w + j * n_in + i] * dj
-            learn(buf, w + j * n_in + i, dj * buf[x + i], curvature)
+            learn(buf, w + j * n_in + i, dj * buf[x + i], mode)
 
 
 @njit(inline="always", **JIT)
-def tanh_backward(buf, d, t, n, AS, curvature):
-    """Through h = A tanh(S a): dE/da = dE/dh * f'(a), in place."""
-    for i in range(n):
-        buf[d + i] *= slope(buf[t + i], AS, curvature)
+def act_backward(buf, d, t, n, o, mode):
+    """Through h = A tanh(S a) (or ReLU): dE/da = dE/dh * f'(a), in place."""
+    AS, curvature = o.A * o.S, mode == CURVATURE
+    if o.relu:  # the branch outside the loops (see `activate`)
+        for i in range(n):
+            buf[d + i] *= slope(buf[t + i], AS, curvature, True)
+    else:
+        for i in range(n):
+            buf[d + i] *= slope(buf[t + i], AS, curvature, False)
+
+
+@njit(inline="always", **JIT)
+def learn_bias(buf, b, d, n_units, unit_bias, mode):
+    """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
+    for m in range(MAPS):
+        if unit_bias:
+            for p in range(n_units):
+                learn(buf, b + m * n_units + p, buf[d + m * n_units + p], mode)
+        else:
+            s = buf[d + m * n_units]
+            for p in range(1, n_units):
+                s += buf[d + m * n_units + p]
+            learn(buf, b + m, s, mode)
 
 
 @njit(**JIT)
-def h2_backward(buf, table, unit_bias, curvature):
+def h2_backward(buf, table, o, mode):
     """Autograd of the grouped H2 convolution: grad h2_w and grad h2_b (per unit, or summed
     per map) from D2 and the patches HROW."""
-    literally(curvature)
+    literally(mode)
+    learn_bias(buf, B2, D2, N2, o.unit_bias, mode)
     for n in range(MAPS):
-        if unit_bias:
-            for q in range(N2):
-                learn(buf, B2 + n * N2 + q, buf[D2 + n * N2 + q], curvature)
-        else:
-            s = buf[D2 + n * N2]
-            for q in range(1, N2):
-                s += buf[D2 + n * N2 + q]
-            learn(buf, B2 + n, s, curvature)
         for ci in range(table.shape[1]):  # grad h2_w[n, ci, t] = sum_q d2[n, q] HROW[c, q, t]
             rows = HROW + h1_map(table, n, ci) * N2 * TP
             acc = local_array(buf, TP)
@@ -351,11 +423,11 @@ def h2_backward(buf, table, unit_bias, curvature):
                     for t in range(TP):
                         acc[t] += d * buf[rows + (S2 * i + j) * TP + t]
             for t in range(TP):
-                learn(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], curvature)
+                learn(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], mode)
 
 
 @njit(**JIT)
-def h1_input_grad(buf, table, AS, curvature):
+def h1_input_grad(buf, table, o, mode):
     """Autograd of the H2 convolution w.r.t. its input, then through H1's tanh: DH1 = dE/da.
 
     H1 unit (y, x) = (2a + ry, 2b + rx) gets h2_w[n, ci, u, v] d2[n, i, j] from every H2 unit
@@ -363,8 +435,8 @@ def h1_input_grad(buf, table, AS, curvature):
     tap, a 4x4 window of d2 (zero outside) shifted by (u // 2, v // 2), added to phase (ry, rx)
     of the map table[n, ci]. Padding gets nothing: only H1's units are targets.
     """
-    literally(curvature)
-    wbase = SQW if curvature else 0
+    literally(mode)
+    wbase = SQW if mode == CURVATURE else 0
     for n in range(MAPS):
         for i in range(S2):
             for j in range(S2):
@@ -394,14 +466,13 @@ def h1_input_grad(buf, table, AS, curvature):
                                 acc[p] += w * buf[win + p]
                     for p in range(N2):
                         buf[dst + p] = acc[p]
-    for p in range(MAPS * N1):
-        buf[DH1 + p] *= slope(buf[T1 + p], AS, curvature)
+    act_backward(buf, DH1, T1, MAPS * N1, o, mode)
 
 
 @njit(**JIT)
-def h1_backward(buf, unit_bias, curvature):
+def h1_backward(buf, o, mode):
     """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p]; h1_b."""
-    literally(curvature)
+    literally(mode)
     for m in range(MAPS):
         for u in range(5):  # 5 taps at once: 5 independent sums over p (vectorised)
             acc = local_array(buf, 5)
@@ -412,32 +483,27 @@ def h1_backward(buf, unit_bias, curvature):
                 for v in range(5):
                     acc[v] += d * buf[XCOL + (5 * u + v) * N1 + p]
             for v in range(5):
-                learn(buf, W1 + m * TAPS + 5 * u + v, acc[v], curvature)
-        if unit_bias:
-            for p in range(N1):
-                learn(buf, B1 + m * N1 + p, buf[DH1 + m * N1 + p], curvature)
-        else:
-            s = buf[DH1 + m * N1]
-            for p in range(1, N1):
-                s += buf[DH1 + m * N1 + p]
-            learn(buf, B1 + m, s, curvature)
+                learn(buf, W1 + m * TAPS + 5 * u + v, acc[v], mode)
+    learn_bias(buf, B1, DH1, N1, o.unit_bias, mode)
 
 
 @njit(**JIT)
-def backward(buf, label, table, unit_bias, target, AS, squash_out, curvature):
+def backward(buf, label, table, o, mode):
     """Mirrors torch.autograd.grad(loss, params) then optimizer.step for one pattern; returns
-    the loss. curvature=True: adds the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) to HESS
-    instead, after `square_inputs`, with the squared weights at SQW. curvature is a
-    compile-time constant (numba.literally): each case compiles to its own code."""
-    literally(curvature)
-    loss = output_backward(buf, label, target, AS, squash_out, curvature)
-    dense_backward(buf, W4, H3, D4, D3, OUT, HP, curvature)
-    tanh_backward(buf, D3, T3, HP, AS, curvature)
-    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, curvature)
-    tanh_backward(buf, D2, T2, MAPS * N2, AS, curvature)
-    h1_input_grad(buf, table, AS, curvature)  # reads h2_w: before h2_backward changes it
-    h2_backward(buf, table, unit_bias, curvature)
-    h1_backward(buf, unit_bias, curvature)
+    the loss. mode CURVATURE: adds the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) to HESS
+    instead, after `square_inputs`, with the squared weights at SQW; GRADIENT: keeps the
+    gradient. mode is a compile-time constant (numba.literally): each compiles on its own."""
+    literally(mode)
+    loss = output_backward(buf, label, o, mode)
+    dense_backward(buf, W4, H3, D4, D3, OUT, HP, mode)
+    act_backward(buf, D3, T3, HP, o, mode)
+    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, mode)
+    if o.dropout and mode != CURVATURE:
+        dropout(buf, D2, MAPS * N2)  # d(h2 * keep)/dh2 = keep
+    act_backward(buf, D2, T2, MAPS * N2, o, mode)
+    h1_input_grad(buf, table, o, mode)  # reads h2_w: before h2_backward changes it
+    h2_backward(buf, table, o, mode)
+    h1_backward(buf, o, mode)
     return loss
 
 
@@ -452,6 +518,24 @@ def square_inputs(buf):
         buf[H2 + i] *= buf[H2 + i]
     for i in range(HP):
         buf[H3 + i] *= buf[H3 + i]
+
+
+@njit(**JIT)
+def adamw_step(buf, lr, weight_decay):
+    """Mirrors torch.optim.AdamW.step (single-tensor, betas 0.9, 0.999, eps 1e-8) from GRAD:
+    the scalars in float64 as Python computes them, then in the engine's dtype."""
+    f = type(buf[0])
+    buf[ADAM_STEP] += 1
+    step = np.float64(buf[ADAM_STEP])
+    decay, w1, b2, w2 = f(1 - lr * weight_decay), f(1 - 0.9), f(0.999), f(1 - 0.999)
+    step_size, eps = f(-(lr / (1 - 0.9 ** step))), f(1e-8)
+    bc2_sqrt = f((1 - 0.999 ** step) ** 0.5)
+    for i in range(NPARAM):
+        g, m = buf[GRAD + i], buf[EXP_AVG + i]
+        m = m + w1 * (g - m)  # exp_avg.lerp_(grad, 1 - beta1)
+        v = buf[EXP_AVG_SQ + i] * b2 + w2 * g * g
+        buf[EXP_AVG + i], buf[EXP_AVG_SQ + i] = m, v
+        buf[i] = buf[i] * decay + step_size * (m / (np.sqrt(v) / bc2_sqrt + eps))
 
 
 # --- training, SDLM's estimate, prediction -----------------------------------------------
@@ -477,34 +561,54 @@ def set_padding(buf, pad):
 
 
 @njit(**JIT)
-def train_model(buf, table, unit_bias, images, labels, start, stop, lr, consts, squash_out,
-                losses):
-    """One update per pattern images[start:stop], in order; losses[i] = pattern i's loss."""
-    A, S, pad, target = consts[0], consts[1], consts[2], consts[3]
-    set_padding(buf, pad)
-    set_steps(buf, type(A)(lr))
+def train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
+                mode):
+    """One update per pattern images[start:stop], in order; losses[i] = pattern i's loss.
+    mode LEARN: sgd or sdlm (`learn` steps), GRADIENT: AdamW (`adamw_step`); keep[s]: pattern
+    s's dropout mask."""
+    literally(mode)
+    set_padding(buf, o.pad)
+    set_steps(buf, type(o.A)(lr))
     for s in range(start, stop):
-        forward(buf, images[s, 0], table, unit_bias, A, S, squash_out)
-        losses[s - start] = backward(buf, labels[s], table, unit_bias, target, A * S,
-                                     squash_out, False)
+        if o.dropout:
+            for i in range(MAPS * N2):
+                buf[KEEP + i] = keep[s, i]
+        forward(buf, images[s, 0], table, o, True)
+        losses[s - start] = backward(buf, labels[s], table, o, mode)
+        if mode == GRADIENT:
+            adamw_step(buf, lr, weight_decay)
 
 
 @njit(**JIT)
-def estimate_model(buf, table, unit_bias, images, labels, n, mu, consts, squash_out):
+def train_model(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses):
+    """`train_steps` with sgd or sdlm (an entry point per mode: no literal dispatch per call)."""
+    train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
+                LEARN)
+
+
+@njit(**JIT)
+def train_model_adamw(buf, table, images, labels, keep, start, stop, lr, o, weight_decay,
+                      losses):
+    """`train_steps` with AdamW."""
+    train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
+                GRADIENT)
+
+
+@njit(**JIT)
+def estimate_model(buf, table, images, labels, n, mu, o):
     """SDLM's begin_pass: HESS = the mean over images[:n] of each pattern's d2E/dw2 at the
     current weights; INV = 1 / (mu + HESS)."""
-    A, S, pad, target = consts[0], consts[1], consts[2], consts[3]
-    set_padding(buf, pad)
+    set_padding(buf, o.pad)
     for i in range(NPARAM):
         buf[SQW + i] = buf[i] * buf[i]
         buf[HESS + i] = 0
         buf[STEP + i] = 1
     for s in range(n):
-        forward(buf, images[s, 0], table, unit_bias, A, S, squash_out)
+        forward(buf, images[s, 0], table, o, False)
         square_inputs(buf)
-        backward(buf, labels[s], table, unit_bias, target, A * S, squash_out, True)
+        backward(buf, labels[s], table, o, CURVATURE)
     for i in range(NPARAM):
-        buf[HESS + i] /= type(A)(n)
+        buf[HESS + i] /= type(o.A)(n)
     set_inverse(buf, mu)
 
 
@@ -517,11 +621,10 @@ def set_inverse(buf, mu):
 
 
 @njit(**JIT)
-def predict_model(buf, table, unit_bias, images, first, last, consts, squash_out, out):
+def predict_model(buf, table, images, first, last, o, out):
     """out[i] = the outputs for images[i], first <= i < last (buf: a private copy)."""
-    A, S, pad = consts[0], consts[1], consts[2]
-    set_padding(buf, pad)
+    set_padding(buf, o.pad)
     for i in range(first, last):
-        forward(buf, images[i, 0], table, unit_bias, A, S, squash_out)
+        forward(buf, images[i, 0], table, o, False)
         for j in range(OUT):
             out[i, j] = buf[Y + j]

@@ -21,8 +21,9 @@ class Engine(Protocol):
         """Called before each pass (SDLM re-estimates its second derivatives here)."""
 
     def train_steps(self, images: np.ndarray, labels: np.ndarray, start: int, stop: int,
-                    lr: float) -> np.ndarray:
-        """One update per pattern images[start:stop], in order; returns each pattern's loss."""
+                    lr: float, keep: np.ndarray | None = None) -> np.ndarray:
+        """One update per pattern images[start:stop], in order; returns each pattern's loss.
+        keep: the pass's dropout masks (N, 192) from train.loop.dropout_keep (dropout only)."""
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The network's outputs, shape (N, 10), float64."""

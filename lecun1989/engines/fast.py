@@ -37,10 +37,8 @@ def unsupported(cfg: RunConfig) -> str | None:
     m, t = cfg.model, cfg.train
     checks = [
         (m.input_size == 16, f"model.input_size={m.input_size} (only 16)"),
-        (m.activation == "tanh", f"model.activation={m.activation!r} (only tanh)"),
-        (not m.dropout, f"model.dropout={m.dropout} (only 0)"),
-        (t.loss == "mse", f"train.loss={t.loss!r} (only mse)"),
-        (t.optimizer in ("sgd", "sdlm"), f"train.optimizer={t.optimizer!r} (only sgd, sdlm)"),
+        (not (m.dropout and t.optimizer == "sdlm"),
+         f"model.dropout={m.dropout} with train.optimizer=sdlm (dropout: sgd, adamw)"),
     ]
     for ok, what in checks:
         if not ok:
@@ -103,10 +101,16 @@ class FastEngineBatch:
         self.shapes = layer_shapes(m)
         self.table = connection_table(m.table)
         self.unit_bias = m.bias == "unit"  # NC89: one bias per unit; "map": one per map
-        self.consts = np.array([m.tanh_scale, m.tanh_slope, m.pad_value, cfg.train.target],
-                               self.dtype)
-        self.squash_out = bool(m.output_activation)
+        relu, f = m.activation == "relu", self.dtype.type
+        self.options = k.Options(  # the kernels' view of the configuration
+            unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
+            ce=cfg.train.loss == "cross_entropy", dropout=bool(m.dropout),
+            A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
+            pad=f(m.pad_value), target=f(cfg.train.target))
         self.sdlm = cfg.train.optimizer == "sdlm"
+        self.adamw = cfg.train.optimizer == "adamw"
+        self.weight_decay = float(cfg.train.weight_decay)
+        self._no_keep = np.zeros((0, k.MAPS * k.N2), self.dtype)
         self.mu = self.dtype.type(cfg.train.sdlm_mu)
         self.estimated = False  # SDLM: h holds an estimate
         self.bufs = np.zeros((len(cfgs), k.SIZE), self.dtype)
@@ -161,18 +165,26 @@ class FastEngineBatch:
             return
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
         n = min(self.cfg.train.sdlm_samples, len(labels))
-        self._run([(self.k.estimate_model, (buf, self.table, self.unit_bias, images, labels, n,
-                                            self.mu, self.consts, self.squash_out))
+        self._run([(self.k.estimate_model, (buf, self.table, images, labels, n, self.mu,
+                                            self.options))
                    for buf in self.bufs])
         self.estimated = True
 
-    def train_steps(self, images, labels, start: int, stop: int, lr: float) -> np.ndarray:
-        """One update per pattern images[start:stop] for each model; losses (K, stop-start)."""
+    def train_steps(self, images, labels, start: int, stop: int, lr: float,
+                    keep: np.ndarray | None = None) -> np.ndarray:
+        """One update per pattern images[start:stop] for each model; losses (K, stop-start).
+        keep: the pass's dropout masks (N, 192), `model.net.dropout_keep`."""
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        if self.options.dropout:
+            if keep is None or keep.shape != (len(labels), self.k.MAPS * self.k.N2):
+                raise ConfigError("model.dropout needs the pass's keep-masks: train_steps(..., "
+                                  "keep=dropout_keep(cfg, pass_index, len(labels)))")
+            keep = np.ascontiguousarray(keep, dtype=self.dtype)
         losses = np.empty((len(self.bufs), stop - start))
-        self._run([(self.k.train_model, (buf, self.table, self.unit_bias, images, labels,
-                                         start, stop, float(lr), self.consts, self.squash_out,
-                                         loss))
+        kernel = self.k.train_model_adamw if self.adamw else self.k.train_model
+        self._run([(kernel, (buf, self.table, images, labels,
+                             self._no_keep if keep is None else keep, start, stop, float(lr),
+                             self.options, self.weight_decay, loss))
                    for buf, loss in zip(self.bufs, losses, strict=True)])
         return losses
 
@@ -180,9 +192,9 @@ class FastEngineBatch:
         """Each model's outputs (K, N, 10), float64; `models`: a subset, in that order."""
         images, models = _contiguous(images), _models(models, len(self.bufs))
         out = np.empty((len(models), len(images), self.k.OUT))
-        self._run([(self.k.predict_model, (self.bufs[m].copy(), self.table, self.unit_bias,
-                                           images, first, min(first + block, len(images)),
-                                           self.consts, self.squash_out, model_out))
+        self._run([(self.k.predict_model, (self.bufs[m].copy(), self.table, images, first,
+                                           min(first + block, len(images)), self.options,
+                                           model_out))
                    for m, model_out in zip(models, out, strict=True)
                    for first in range(0, len(images), block)])
         return out
@@ -190,7 +202,7 @@ class FastEngineBatch:
     def _run(self, jobs: list) -> None:
         """Run (kernel, args) jobs on up to `threads` threads (the kernels release the GIL)."""
         kernel, args = jobs[0]
-        key = (kernel.__name__, self.dtype, args[3].dtype)  # what the kernel's types depend on
+        key = (kernel.__name__, self.dtype, args[2].dtype)  # what the kernel's types depend on
         if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
             with _slp_vectorizer():
                 kernel(*args)
@@ -210,11 +222,17 @@ class FastEngineBatch:
         return [self._get(self.bufs[m]) for m in _models(models, len(self.bufs))]
 
     def optimizer_state(self, models=None) -> list[dict[str, np.ndarray]]:
-        """Each model's SDLM h by parameter name ({} for sgd or before the first estimate)."""
-        models = _models(models, len(self.bufs))
+        """Each model's SDLM h by parameter name ({} for sgd or before the first estimate), or
+        AdamW's moments ("exp_avg.<name>", "exp_avg_sq.<name>") and "step"."""
+        k, models = self.k, _models(models, len(self.bufs))
+        if self.adamw:
+            return [{**{f"exp_avg.{n}": v for n, v in self._get(self.bufs[m], k.EXP_AVG).items()},
+                     **{f"exp_avg_sq.{n}": v
+                        for n, v in self._get(self.bufs[m], k.EXP_AVG_SQ).items()},
+                     "step": self.bufs[m, k.ADAM_STEP:k.ADAM_STEP + 1].copy()} for m in models]
         if not (self.sdlm and self.estimated):
             return [{} for _ in models]
-        return [self._get(self.bufs[m], self.k.HESS) for m in models]
+        return [self._get(self.bufs[m], k.HESS) for m in models]
 
     def model(self, index: int) -> ModelView:
         """Model `index` on its own, for what reads one model (evaluation, checkpoints)."""
@@ -224,16 +242,25 @@ class FastEngineBatch:
         """Restore what `optimizer_state` returned (SDLM's h; {} leaves it un-estimated)."""
         if len(states) != len(self.bufs):
             raise ConfigError(f"{len(states)} optimizer states for {len(self.bufs)} models")
-        if not self.sdlm or not any(states):
+        if not (self.sdlm or self.adamw) or not any(states):
             return
+        k = self.k
         for buf, state in zip(self.bufs, states, strict=True):
-            missing = [n for n in PARAM_NAMES if n not in state]
+            wanted = ([f"{m}.{n}" for m in ("exp_avg", "exp_avg_sq") for n in PARAM_NAMES]
+                      + ["step"] if self.adamw else list(PARAM_NAMES))
+            missing = [n for n in wanted if n not in state]
             if missing:
-                raise CheckpointError(f"SDLM state lacks h for {missing}; resume from a "
-                                      "checkpoint written with optimizer=sdlm")
-            self._put(buf, state, self.k.HESS)
-            self.k.set_inverse(buf, self.mu)
-        self.estimated = True
+                raise CheckpointError(f"the optimizer state lacks {missing}; resume from a "
+                                      f"checkpoint written with optimizer="
+                                      f"{self.cfg.train.optimizer}")
+            if self.adamw:
+                for moment, base in (("exp_avg", k.EXP_AVG), ("exp_avg_sq", k.EXP_AVG_SQ)):
+                    self._put(buf, {n: state[f"{moment}.{n}"] for n in PARAM_NAMES}, base)
+                buf[k.ADAM_STEP] = np.asarray(state["step"]).reshape(-1)[0]
+            else:
+                self._put(buf, state, k.HESS)
+                k.set_inverse(buf, self.mu)
+        self.estimated = self.sdlm
 
 
 class FastEngine:
@@ -255,8 +282,8 @@ class FastEngine:
     def begin_pass(self, pass_index, images, labels) -> None:
         self.batch.begin_pass(pass_index, images, labels)
 
-    def train_steps(self, images, labels, start, stop, lr) -> np.ndarray:
-        return self.batch.train_steps(images, labels, start, stop, lr)[0]
+    def train_steps(self, images, labels, start, stop, lr, keep=None) -> np.ndarray:
+        return self.batch.train_steps(images, labels, start, stop, lr, keep)[0]
 
     def predict(self, images) -> np.ndarray:
         return self.batch.predict(images)[0]

@@ -97,8 +97,12 @@ class Net1989(nn.Module):
             return torch.relu(a)
         return self.cfg.tanh_scale * torch.tanh(self.cfg.tanh_slope * a)
 
-    def layers(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every layer's output for a batch x of shape (N, 1, S, S), in order."""
+    def layers(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every layer's output for a batch x of shape (N, 1, S, S), in order.
+
+        Dropout (ablations), in training mode only: H2's output times `keep` (N, 192), the
+        masks train/loop.dropout_keep draws for every engine alike, or F.dropout without it.
+        """
         cfg, pad = self.cfg, (PAD,) * 4
         x = x.to(self.h1_w.dtype)
         h1 = self.act(self._conv(F.pad(x, pad, value=cfg.pad_value), self.h1_w, stride=STRIDE)
@@ -107,16 +111,16 @@ class Net1989(nn.Module):
         x2 = F.pad(h1, pad, value=cfg.pad_value)[:, self.table.reshape(-1)]
         h2 = self.act(self._conv(x2, self.h2_w, stride=STRIDE, groups=MAPS) + self.h2_b)
         flat = h2.flatten(1)
-        if cfg.dropout:
-            flat = F.dropout(flat, cfg.dropout, self.training)
+        if cfg.dropout and self.training:
+            flat = flat * keep.to(flat.dtype) if keep is not None else F.dropout(flat, cfg.dropout)
         h3 = self.act(flat @ self.h3_w.T + self.h3_b)
         out = h3 @ self.out_w.T + self.out_b
         if cfg.output_activation:
             out = self.act(out)
         return {"h1": h1, "h2": h2, "h3": h3, "out": out}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)["out"]
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        return self.layers(x, keep)["out"]
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """A copy of the parameters as numpy arrays (the engines' exchange format)."""

@@ -9,6 +9,7 @@ import json
 from numbers import Real
 from pathlib import Path
 
+from lecun1989 import paper
 from lecun1989.analysis.stats import STATS, aggregate, describe
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.errors import UserError
@@ -166,6 +167,9 @@ def plot(table: dict, path: str | Path) -> None:
                    alpha=0.7, label="one seed" if i == 0 else None)
         ax.hlines(np.median(errors), i - 0.3, i + 0.3, color="black", lw=2,
                   label="median" if i == 0 else None)
+    if all(r["config"].get("data.name") == "usps" for r in rows):  # the paper's test set
+        nc89 = 100 * paper.RESULTS["test"]["error"]
+        ax.axhline(nc89, color="tab:red", ls="--", lw=1, label=f"NC89: {nc89:.1f}%")
     ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=25, ha="right",
                   fontsize=8)
     ax.set_ylabel("test error (%)")

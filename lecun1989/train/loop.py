@@ -27,7 +27,8 @@ from lecun1989.config import RunConfig
 from lecun1989.data.base import library_versions
 from lecun1989.engines import choose_engine, make_engine
 from lecun1989.errors import CheckpointError, UserError
-from lecun1989.model.net import init_params
+from lecun1989.model.net import conv_out, init_params
+from lecun1989.model.tables import MAPS
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
 from lecun1989.train.metrics import MSE_CONVENTION, evaluate_outputs
@@ -107,6 +108,18 @@ def pass_data(cfg: RunConfig, pass_index: int, images: np.ndarray, labels: np.nd
         images = _shift(images, rng.integers(-t.augment_shift, t.augment_shift + 1,
                                              size=(len(labels), 2)))
     return images, labels
+
+
+def dropout_keep(cfg: RunConfig, pass_index: int, n: int) -> np.ndarray | None:
+    """The pass's dropout masks (n, 192): 1 / (1 - p) with probability 1 - p, else 0; None
+    without dropout. Drawn here (seed, pass) for every engine alike: the same run gives the
+    same numbers on either engine and after a resume."""
+    p = cfg.model.dropout
+    if not p:
+        return None
+    rng = np.random.default_rng([cfg.seed, pass_index, 1])  # its own stream (pass_data: 2 keys)
+    size = MAPS * conv_out(conv_out(cfg.model.input_size)) ** 2  # H2's units
+    return (rng.random((n, size)) >= p) / (1 - p)
 
 
 def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -241,6 +254,7 @@ def _train(cfg, data, engine, out, at: TrainState, records, signals, progress, l
     t0 = time.perf_counter() - done
     for p in range(at.passes_done, passes):
         images, labels = pass_data(cfg, p, data.train_images, data.train_labels)
+        keep = dropout_keep(cfg, p, n)
         first, at.sample, at.seconds = at.sample, 0, None
         if first == 0:  # (resumed mid-pass, SDLM's h of this pass is the checkpoint's)
             engine.begin_pass(p, images, labels)
@@ -250,7 +264,7 @@ def _train(cfg, data, engine, out, at: TrainState, records, signals, progress, l
         for start in range(first, n, chunk):
             stop = min(start + chunk, n)
             lr = lr_at(cfg, p, at.step, passes * n)
-            losses = engine.train_steps(images, labels, start, stop, lr)
+            losses = engine.train_steps(images, labels, start, stop, lr, keep)
             at.step += stop - start
             history.append({"step": at.step, "pass": p, "loss": float(np.mean(losses))})
             _check_finite(losses, engine, p, at.step, out, cfg)
@@ -403,7 +417,7 @@ def fit_seeds(cfg: RunConfig, data: RunData, seeds, out_root: str | os.PathLike,
 
     The fast engine trains the seeds together (`FastEngine.many`: the same patterns in the
     same order, one model per core at a time, `threads` cores); the reference engine, and
-    runs whose pattern order depends on the seed (shuffle, augment_shift), run one `fit`
+    runs whose patterns depend on the seed (shuffle, augment_shift, dropout), run one `fit`
     after another. Either way seed k's folder holds what `fit` with seed k writes, the same
     weights and metrics bit for bit (the timings aside), with a checkpoint after every pass
     that `fit(..., resume=True)` continues (an interrupted batch resumes seed by seed).
@@ -413,7 +427,8 @@ def fit_seeds(cfg: RunConfig, data: RunData, seeds, out_root: str | os.PathLike,
         raise UserError(f"seeds {list(seeds)}: give one or more distinct seeds, e.g. 0,1,2")
     root = Path(out_root)
     engine_name, why = choose_engine(cfg)
-    if engine_name != "fast" or cfg.train.shuffle or cfg.train.augment_shift:
+    if engine_name != "fast" or cfg.train.shuffle or cfg.train.augment_shift or \
+            cfg.model.dropout:
         return [fit(c, data, root / f"seed-{c.seed}", overwrite=overwrite, progress=progress,
                     log=log).summary for c in cfgs]
     from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
