@@ -237,3 +237,24 @@ def test_vectorised_tanh_against_numpy(dtype):
     nan = np.array([np.nan], dtype)
     tanh_array(nan, nan)
     assert np.isnan(nan[0])
+
+
+def test_one_process_at_a_time_compiles():
+    """The compile lock (numba's cache index is not safe against two writers) waits."""
+    import threading  # noqa: PLC0415
+
+    from lecun1989.engines.fast import _compile_lock  # noqa: PLC0415
+
+    order = []
+
+    def other():  # another open file description: flock makes it wait like another process
+        with _compile_lock():
+            order.append("other")
+
+    with _compile_lock():
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(0.3)
+        order.append("first released")
+    t.join(5)
+    assert order == ["first released", "other"]

@@ -168,13 +168,13 @@ def local_array(like, n):
     return carray(_stack_pointer(like, n), n)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def h1_map(table, n, ci):
     """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11 (see above)."""
     return min(max(table[n, ci], 0), MAPS - 1)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def slope(t, AS, curvature, relu):
     """f'(a): A S (1 - tanh^2(S a)) from t = tanh(S a), or ReLU's 1 where t > 0, else 0;
     squared for SDLM's curvature."""
@@ -289,7 +289,7 @@ def dense_forward(buf, w, b, x, n_out, n_in, t, h, o, squash):
             buf[h + j0 + k] = o.A * buf[t + j0 + k] if squash else acc[k]
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def dropout(buf, at, n):
     """F.dropout's product with the pattern's keep-mask (KEEP, 0 or 1 / (1 - p))."""
     for i in range(n):
@@ -297,13 +297,14 @@ def dropout(buf, at, n):
 
 
 @njit(**JIT)
-def forward(buf, image, table, o, train):
-    """Mirrors Net1989.forward for one pattern (train: with dropout): the outputs land at Y."""
+def forward(buf, image, table, o):
+    """Mirrors Net1989.forward for one pattern (o.dropout: in training mode, with KEEP): the
+    outputs land at Y. Evaluation passes options with dropout=False (fast.py)."""
     load_input(buf, image)
     h1_forward(buf, o)
     h2_patches(buf)
     h2_forward(buf, table, o)
-    if train and o.dropout:  # Net1989.layers: dropout on H2's output, before H3
+    if o.dropout:  # Net1989.layers: dropout on H2's output, before H3
         dropout(buf, H2, MAPS * N2)
     dense_forward(buf, W3, B3, H2, HP, MAPS * N2, T3, H3, o, True)
     dense_forward(buf, W4, B4, H3, OUT, HP, T4, Y, o, o.squash_out)
@@ -317,7 +318,7 @@ def forward(buf, image, table, o, train):
 # for f', squared weights (at SQW) and inputs (`square_inputs`); `learn` then adds them to
 # HESS. With mode GRADIENT `learn` keeps the gradient (GRAD) for `adamw_step`.
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def learn(buf, at, g, mode):
     """One parameter's update from its gradient g: p += STEP * g, STEP = -lr / (mu + h).
 
@@ -391,7 +392,7 @@ def act_backward(buf, d, t, n, o, mode):
             buf[d + i] *= slope(buf[t + i], AS, curvature, False)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def learn_bias(buf, b, d, n_units, unit_bias, mode):
     """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
     for m in range(MAPS):
@@ -498,7 +499,7 @@ def backward(buf, label, table, o, mode):
     dense_backward(buf, W4, H3, D4, D3, OUT, HP, mode)
     act_backward(buf, D3, T3, HP, o, mode)
     dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, mode)
-    if o.dropout and mode != CURVATURE:
+    if o.dropout:
         dropout(buf, D2, MAPS * N2)  # d(h2 * keep)/dh2 = keep
     act_backward(buf, D2, T2, MAPS * N2, o, mode)
     h1_input_grad(buf, table, o, mode)  # reads h2_w: before h2_backward changes it
@@ -573,7 +574,7 @@ def train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_dec
         if o.dropout:
             for i in range(MAPS * N2):
                 buf[KEEP + i] = keep[s, i]
-        forward(buf, images[s, 0], table, o, True)
+        forward(buf, images[s, 0], table, o)
         losses[s - start] = backward(buf, labels[s], table, o, mode)
         if mode == GRADIENT:
             adamw_step(buf, lr, weight_decay)
@@ -604,7 +605,7 @@ def estimate_model(buf, table, images, labels, n, mu, o):
         buf[HESS + i] = 0
         buf[STEP + i] = 1
     for s in range(n):
-        forward(buf, images[s, 0], table, o, False)
+        forward(buf, images[s, 0], table, o)
         square_inputs(buf)
         backward(buf, labels[s], table, o, CURVATURE)
     for i in range(NPARAM):
@@ -625,6 +626,6 @@ def predict_model(buf, table, images, first, last, o, out):
     """out[i] = the outputs for images[i], first <= i < last (buf: a private copy)."""
     set_padding(buf, o.pad)
     for i in range(first, last):
-        forward(buf, images[i, 0], table, o, False)
+        forward(buf, images[i, 0], table, o)
         for j in range(OUT):
             out[i, j] = buf[Y + j]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,8 +48,32 @@ def unsupported(cfg: RunConfig) -> str | None:
 
 
 @contextlib.contextmanager
+def _compile_lock():
+    """One process at a time compiles the kernels (or loads them from numba's disk cache).
+
+    numba saves a function's compiled versions by reading, extending and rewriting an index
+    file without a lock: two processes saving different versions of one function at once
+    (sweep workers, test workers, an SGD and an SDLM run) can leave the index naming the
+    other's code, which a later process would then load for the wrong version. Waiting here
+    also spares the second process the compile: it loads what the first one saved.
+    """
+    try:
+        import fcntl  # noqa: PLC0415 (POSIX)
+    except ImportError:  # elsewhere: no lock (as numba itself)
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"lecun1989-numba-{os.getuid()}.lock")
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def _slp_vectorizer():
-    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring).
+    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring), one process at a time.
 
     Numba turns it off by default since numba#8852 (miscompilations in an older LLVM); the
     kernels need it to vectorise their small fixed-size loops, and every result they give
@@ -57,7 +82,7 @@ def _slp_vectorizer():
     """
     from numba.core import config  # noqa: PLC0415
 
-    with _SLP_LOCK:
+    with _SLP_LOCK, _compile_lock():
         old = config.SLP_VECTORIZE
         config.SLP_VECTORIZE = 1
         try:
@@ -107,6 +132,7 @@ class FastEngineBatch:
             ce=cfg.train.loss == "cross_entropy", dropout=bool(m.dropout),
             A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
             pad=f(m.pad_value), target=f(cfg.train.target))
+        self.eval_options = self.options._replace(dropout=False)  # evaluation mode (same types)
         self.sdlm = cfg.train.optimizer == "sdlm"
         self.adamw = cfg.train.optimizer == "adamw"
         self.weight_decay = float(cfg.train.weight_decay)
@@ -166,7 +192,7 @@ class FastEngineBatch:
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
         n = min(self.cfg.train.sdlm_samples, len(labels))
         self._run([(self.k.estimate_model, (buf, self.table, images, labels, n, self.mu,
-                                            self.options))
+                                            self.eval_options))
                    for buf in self.bufs])
         self.estimated = True
 
@@ -193,7 +219,7 @@ class FastEngineBatch:
         images, models = _contiguous(images), _models(models, len(self.bufs))
         out = np.empty((len(models), len(images), self.k.OUT))
         self._run([(self.k.predict_model, (self.bufs[m].copy(), self.table, images, first,
-                                           min(first + block, len(images)), self.options,
+                                           min(first + block, len(images)), self.eval_options,
                                            model_out))
                    for m, model_out in zip(models, out, strict=True)
                    for first in range(0, len(images), block)])
@@ -259,7 +285,8 @@ class FastEngineBatch:
                 buf[k.ADAM_STEP] = np.asarray(state["step"]).reshape(-1)[0]
             else:
                 self._put(buf, state, k.HESS)
-                k.set_inverse(buf, self.mu)
+                with _slp_vectorizer():  # compiles on first use
+                    k.set_inverse(buf, self.mu)
         self.estimated = self.sdlm
 
 
