@@ -1,12 +1,15 @@
 """Numba kernels of the fast engine: one function per layer and direction, one pattern a call.
 
 Each function mirrors a line of the reference (`Net1989.layers`, autograd, `optim.SGD`,
-`train/sdlm.py`). Everything one model needs lives in ONE flat array `buf`: its parameters,
-their step sizes, SDLM's second derivatives and every intermediate of the current pattern, at
-the constant offsets below (shapes in comments, C order). K models are K rows of (K, SIZE);
-`fast.py` runs them on threads (the kernels release the GIL). Call pattern per chunk:
-`train_model` = for each pattern `forward` then `backward` (which updates each parameter as
-soon as its gradient is known); SDLM's `begin_pass` is `estimate_model`.
+`train/sdlm.py`, `torch.optim.AdamW`). Everything one model needs lives in ONE flat array
+`buf`: its parameters, their step sizes, SDLM's second derivatives, AdamW's moments and every
+intermediate of the current pattern, at the constant offsets below (shapes in comments, C
+order). K models are K rows of (K, SIZE); `fast.py` runs them on threads (the kernels release
+the GIL). Call pattern per chunk: `train_model` = for each pattern `forward` then `backward`
+(which updates each parameter as soon as its gradient is known: sgd, sdlm);
+`train_model_adamw` keeps the gradients and then takes `adamw_step`; SDLM's `begin_pass` is
+`estimate_model`. The ablations' options (ReLU, softmax cross-entropy, dropout) are runtime
+flags in `Options`; what changes the code's shape (the mode of `learn`) compiles apart.
 
 Why one flat array: LLVM vectorises the small fixed-size loops here only with its SLP
 vectoriser (numba switches it off by default; `fast.py` switches it on while compiling) and
