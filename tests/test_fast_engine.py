@@ -258,3 +258,21 @@ def test_one_process_at_a_time_compiles():
         order.append("first released")
     t.join(5)
     assert order == ["first released", "other"]
+
+
+def test_every_region_starts_on_a_cache_line():
+    """The layout's regions are 64-byte aligned in a 64-byte-aligned buffer (a region 16
+    bytes off measured 15% slower); predict's private copies too."""
+    from lecun1989.engines import _kernels as k  # noqa: PLC0415
+    from lecun1989.engines.fast import _aligned_copy  # noqa: PLC0415
+
+    regions = [v for name, v in vars(k).items() if name.isupper() and isinstance(v, int)
+               and name not in ("MAPS", "TAPS", "TP", "XS", "HS", "N1", "N2", "S2", "HP", "OUT",
+                                "ALIGN", "LEARN", "CURVATURE", "GRADIENT")]
+    assert len(regions) > 30 and all(r % k.ALIGN == 0 for r in regions)
+    for dtype in ("float32", "float64"):
+        cfg = _cfg(f"model.dtype={dtype}")
+        batch = FastEngine.many([cfg, _cfg(f"model.dtype={dtype}", "seed=1")],
+                                [init_params(cfg.model, s) for s in (0, 1)])
+        assert all(row.ctypes.data % 64 == 0 for row in batch.bufs)
+        assert _aligned_copy(batch.bufs[1]).ctypes.data % 64 == 0
