@@ -24,6 +24,15 @@ def one_line(excinfo) -> str:
     return message
 
 
+def fails_fast(source: str) -> str:
+    """load(source) from an unreachable server: a DataError within 5 s; its one-line message."""
+    start = time.monotonic()
+    with pytest.raises(DataError) as e:
+        load(source, timeout=2)
+    assert time.monotonic() - start < 5
+    return one_line(e)
+
+
 def files_in(folder) -> list[str]:
     """Names of the files (not folders) under folder."""
     return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
@@ -118,11 +127,7 @@ def test_corrupt_esl_falls_back_to_good_libsvm(http_server, fake_usps, data_env,
 
 def test_unreachable_server_fails_fast(closed_port_url, data_env, monkeypatch):
     monkeypatch.setenv("LECUN1989_USPS_URL", closed_port_url)
-    start = time.monotonic()
-    with pytest.raises(DataError) as e:
-        load("usps", timeout=2)
-    assert time.monotonic() - start < 5
-    message = one_line(e)
+    message = fails_fast("usps")
     assert closed_port_url in message
     assert "put zip.train.gz and zip.test.gz" in message and "--data-dir DIR" in message
     assert files_in(data_env) == []
@@ -246,9 +251,5 @@ def test_damaged_mnist_array_cache(data_env):
 
 def test_mnist_offline_fails_fast(closed_port_url, monkeypatch):
     monkeypatch.setenv("LECUN1989_OPENML_URL", closed_port_url)
-    start = time.monotonic()
-    with pytest.raises(DataError) as e:
-        load("mnist", timeout=2)
-    assert time.monotonic() - start < 5
-    message = one_line(e)
+    message = fails_fast("mnist")
     assert "could not fetch mnist_784" in message and "--data mnist-5k" in message
