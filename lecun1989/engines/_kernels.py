@@ -49,7 +49,7 @@ MAPS, TAPS, TP = 12, 25, 32  # NC89 §3: 12 maps a layer, 5x5 = 25 taps (padded 
 XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
 N1, N2, S2 = 64, 16, 4  # H1 units per map; H2 units per map and side
 HP, OUT = 32, 10  # H3's 30 units padded to 32; outputs
-
+ALIGN = 16  # elements: every region below starts on a 64-byte boundary (`_after`)
 
 
 def _after(start: int, size: int) -> int:
@@ -60,42 +60,41 @@ def _after(start: int, size: int) -> int:
     return -(-(start + size) // ALIGN) * ALIGN
 
 
-ALIGN = 16  # elements
 # parameters (fast.py converts from and to PARAM_NAMES); padding entries stay 0
-W1 = 0                        # (12, 25)      h1_w
-B1 = _after(W1, MAPS * TAPS)          # (12, 64) h1_b, phase order; bias "map": 0..11
-W2 = _after(B1, MAPS * N1)            # (12, 12, 32) h2_w[n, ci, t]: n's ci-th input map
-B2 = _after(W2, MAPS * MAPS * TP)     # (12, 16)      h2_b; bias "map": entries 0..11
-W3 = _after(B2, MAPS * N2)            # (32, 192)     h3_w (rows 30, 31 zero)
-B3 = _after(W3, HP * MAPS * N2)       # (32,)         h3_b
-W4 = _after(B3, HP)                   # (10, 32)      out_w (columns 30, 31 zero)
-B4 = _after(W4, OUT * HP)             # (10,)         out_b
+W1 = 0                                # (12, 25)       h1_w
+B1 = _after(W1, MAPS * TAPS)          # (12, 64)       h1_b, phase order; bias "map": 0..11
+W2 = _after(B1, MAPS * N1)            # (12, 12, 32)   h2_w[n, ci, t]: n's ci-th input map
+B2 = _after(W2, MAPS * MAPS * TP)     # (12, 16)       h2_b; bias "map": entries 0..11
+W3 = _after(B2, MAPS * N2)            # (32, 192)      h3_w (rows 30, 31 zero)
+B3 = _after(W3, HP * MAPS * N2)       # (32,)          h3_b
+W4 = _after(B3, HP)                   # (10, 32)       out_w (columns 30, 31 zero)
+B4 = _after(W4, OUT * HP)             # (10,)          out_b
 NPARAM = _after(B4, 16)
-STEP = NPARAM                 # each parameter's update factor: -lr / (mu + h) (sgd: -lr)
-HESS = 2 * NPARAM             # SDLM: h, the averaged d2E/dw2
-INV = 3 * NPARAM              # 1 / (mu + h) (sgd: 1)
-SQW = 4 * NPARAM              # SDLM's estimate: the squared parameters
+STEP = NPARAM                         # each parameter's update factor: -lr / (mu + h) (sgd: -lr)
+HESS = 2 * NPARAM                     # SDLM: h, the averaged d2E/dw2
+INV = 3 * NPARAM                      # 1 / (mu + h) (sgd: 1)
+SQW = 4 * NPARAM                      # SDLM's estimate: the squared parameters
 # the current pattern
-XPAD = 5 * NPARAM             # (20, 20)      the padded input
-XCOL = _after(XPAD, XS * XS)          # (25, 64) XCOL[5u+v, p(y, x)] = XPAD[2y+u, 2x+v]
-T1 = _after(XCOL, TAPS * N1)          # (12, 64)      H1: tanh(S a), phase order
-H1PAD = _after(T1, MAPS * N1)         # (12, 12, 12)  H1's output A tanh(S a), padded
-HROW = _after(H1PAD, MAPS * HS * HS)  # (12, 16, 32) H2 patches: HROW[c, 4i+j, 5u+v]
+XPAD = 5 * NPARAM                     # (20, 20)       the padded input
+XCOL = _after(XPAD, XS * XS)          # (25, 64)       XCOL[5u+v, p(y, x)] = XPAD[2y+u, 2x+v]
+T1 = _after(XCOL, TAPS * N1)          # (12, 64)       H1: tanh(S a), phase order
+H1PAD = _after(T1, MAPS * N1)         # (12, 12, 12)   H1's output A tanh(S a), padded
+HROW = _after(H1PAD, MAPS * HS * HS)  # (12, 16, 32)   H2 patches: HROW[c, 4i+j, 5u+v]
 #                                       = H1PAD[c, 2i+u, 2j+v]
-HCOL = _after(HROW, MAPS * N2 * TP)   # (12, 25, 16) the same, tap-major
-T2 = _after(HCOL, MAPS * TAPS * N2)   # (12, 16)      H2: tanh(S a)
-H2 = _after(T2, MAPS * N2)            # (192,)        H2's output
-T3 = _after(H2, MAPS * N2)            # (32,)         H3: tanh(S a)
-H3 = _after(T3, HP)                   # (32,)         H3's output
-T4 = _after(H3, HP)                   # (16,)         the output units: tanh(S a) (or a)
-Y = _after(T4, 16)                    # (16,)         the outputs
-D4 = _after(Y, 16)                    # (16,)         dE/da at the outputs
-D3 = _after(D4, 16)                   # (32,)         dE/dh3, then dE/da at H3
-D2 = _after(D3, HP)                   # (192,)        dE/dh2, then dE/da at H2
-D2PAD = _after(D2, MAPS * N2)         # (12, 6, 6)    dE/da at H2 with a border of zeros
-D2WIN = _after(D2PAD, MAPS * 36)      # (12, 9, 16) its shifted 4x4 windows
-DH1 = _after(D2WIN, MAPS * 9 * N2)    # (12, 64)      dE/dh1, then dE/da at H1 (phase order)
-KEEP = _after(DH1, MAPS * N1)         # (192,) dropout mask: 0 or 1 / (1 - p)
+HCOL = _after(HROW, MAPS * N2 * TP)   # (12, 25, 16)   the same, tap-major
+T2 = _after(HCOL, MAPS * TAPS * N2)   # (12, 16)       H2: tanh(S a)
+H2 = _after(T2, MAPS * N2)            # (192,)         H2's output
+T3 = _after(H2, MAPS * N2)            # (32,)          H3: tanh(S a)
+H3 = _after(T3, HP)                   # (32,)          H3's output
+T4 = _after(H3, HP)                   # (16,)          the output units: tanh(S a) (or a)
+Y = _after(T4, 16)                    # (16,)          the outputs
+D4 = _after(Y, 16)                    # (16,)          dE/da at the outputs
+D3 = _after(D4, 16)                   # (32,)          dE/dh3, then dE/da at H3
+D2 = _after(D3, HP)                   # (192,)         dE/dh2, then dE/da at H2
+D2PAD = _after(D2, MAPS * N2)         # (12, 6, 6)     dE/da at H2 with a border of zeros
+D2WIN = _after(D2PAD, MAPS * 36)      # (12, 9, 16)    its shifted 4x4 windows
+DH1 = _after(D2WIN, MAPS * 9 * N2)    # (12, 64)       dE/dh1, then dE/da at H1 (phase order)
+KEEP = _after(DH1, MAPS * N1)         # (192,)         dropout mask: 0 or 1 / (1 - p)
 # AdamW (ablations): the gradient of the current pattern, the two moments, the step count
 GRAD = _after(KEEP, MAPS * N2)
 EXP_AVG = _after(GRAD, NPARAM)
@@ -356,7 +355,7 @@ def output_backward(buf, label, o, mode):
     d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
     literally(mode)
     curvature = mode == CURVATURE
-    f, AS = type(o.target), o.A * o.S
+    f = type(o.target)
     if o.ce:  # F.cross_entropy: log-sum-exp from the largest output
         top = buf[Y]
         for j in range(1, OUT):
@@ -377,8 +376,7 @@ def output_backward(buf, label, o, mode):
             buf[D4 + j] = two_n if curvature else two_n * e
         loss /= f(OUT)
     if o.squash_out:
-        for j in range(OUT):
-            buf[D4 + j] *= slope(buf[T4 + j], AS, curvature, o.relu)
+        act_backward(buf, D4, T4, OUT, o, mode)
     return loss
 
 

@@ -199,7 +199,7 @@ class FastEngineBatch:
     def train_steps(self, images, labels, start: int, stop: int, lr: float,
                     keep: np.ndarray | None = None) -> np.ndarray:
         """One update per pattern images[start:stop] for each model; losses (K, stop-start).
-        keep: the pass's dropout masks (N, 192), `model.net.dropout_keep`."""
+        keep: the pass's dropout masks (N, 192), `train.loop.dropout_keep`."""
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
         if self.options.dropout:
             if keep is None or keep.shape != (len(labels), self.k.MAPS * self.k.N2):

@@ -111,15 +111,15 @@ def pass_data(cfg: RunConfig, pass_index: int, images: np.ndarray, labels: np.nd
 
 
 def dropout_keep(cfg: RunConfig, pass_index: int, n: int) -> np.ndarray | None:
-    """The pass's dropout masks (n, 192): 1 / (1 - p) with probability 1 - p, else 0; None
-    without dropout. Drawn here (seed, pass) for every engine alike: the same run gives the
-    same numbers on either engine and after a resume."""
+    """The pass's dropout masks (n, 192) in the model's dtype: 1 / (1 - p) with probability
+    1 - p, else 0; None without dropout. Drawn here (seed, pass) for every engine alike: the
+    same run gives the same numbers on either engine and after a resume."""
     p = cfg.model.dropout
     if not p:
         return None
     rng = np.random.default_rng([cfg.seed, pass_index, 1])  # its own stream (pass_data: 2 keys)
     size = MAPS * conv_out(conv_out(cfg.model.input_size)) ** 2  # H2's units
-    return (rng.random((n, size)) >= p) / (1 - p)
+    return ((rng.random((n, size)) >= p) / (1 - p)).astype(cfg.model.dtype)
 
 
 def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
