@@ -268,7 +268,7 @@ def test_every_region_starts_on_a_cache_line():
 
     regions = [v for name, v in vars(k).items() if name.isupper() and isinstance(v, int)
                and name not in ("MAPS", "TAPS", "TP", "XS", "HS", "N1", "N2", "S2", "HP", "OUT",
-                                "ALIGN", "LEARN", "CURVATURE", "GRADIENT")]
+                                "ALIGN", "TRAIN", "ESTIMATE", "PREDICT")]
     assert len(regions) > 30 and all(r % k.ALIGN == 0 for r in regions)
     for dtype in ("float32", "float64"):
         cfg = _cfg(f"model.dtype={dtype}")

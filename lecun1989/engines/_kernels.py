@@ -5,11 +5,13 @@ Each function mirrors a line of the reference (`Net1989.layers`, autograd, `opti
 `buf`: its parameters, their step sizes, SDLM's second derivatives, AdamW's moments and every
 intermediate of the current pattern, at the constant offsets below (shapes in comments, C
 order). K models are K rows of (K, SIZE); `fast.py` runs them on threads (the kernels release
-the GIL). Call pattern per chunk: `train_model` = for each pattern `forward` then `backward`
-(which updates each parameter as soon as its gradient is known: sgd, sdlm);
-`train_model_adamw` keeps the gradients and then takes `adamw_step`; SDLM's `begin_pass` is
-`estimate_model`. The ablations' options (ReLU, softmax cross-entropy, dropout) are runtime
-flags in `Options`; what changes the code's shape (the mode of `learn`) compiles apart.
+the GIL). `run` is the one entry point: for each pattern of a chunk `forward`, then for
+training `backward` (the gradient into GRAD, each layer's SGD or SDLM step as soon as the
+layers below no longer need its weights) or AdamW's step after it; SDLM's `begin_pass` is
+the same `backward` with squared weights and inputs, which back-propagates second
+derivatives. Every option (ReLU, softmax cross-entropy, dropout, the optimizer, SDLM's
+estimate) is a runtime flag in `Options`, tested outside the loops: one `forward` and one
+`backward` to compile, which keeps the first compile short.
 
 Why one flat array: LLVM vectorises the small fixed-size loops here only with its SLP
 vectoriser (numba switches it off by default; `fast.py` switches it on while compiling) and
@@ -38,7 +40,7 @@ from collections import namedtuple
 from math import factorial
 
 import numpy as np
-from numba import carray, literally, njit
+from numba import carray, njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
@@ -73,7 +75,7 @@ NPARAM = _after(B4, 16)
 STEP = NPARAM                         # each parameter's update factor: -lr / (mu + h) (sgd: -lr)
 HESS = 2 * NPARAM                     # SDLM: h, the averaged d2E/dw2
 INV = 3 * NPARAM                      # 1 / (mu + h) (sgd: 1)
-SQW = 4 * NPARAM                      # SDLM's estimate: the squared parameters
+WSAVE = 4 * NPARAM                    # SDLM's estimate: the weights (their squares in place)
 # the current pattern
 XPAD = 5 * NPARAM                     # (20, 20)       the padded input
 XCOL = _after(XPAD, XS * XS)          # (25, 64)       XCOL[5u+v, p(y, x)] = XPAD[2y+u, 2x+v]
@@ -102,13 +104,13 @@ EXP_AVG_SQ = _after(EXP_AVG, NPARAM)
 ADAM_STEP = _after(EXP_AVG_SQ, NPARAM)
 SIZE = _after(ADAM_STEP, 16)
 
-# What `learn` does with a parameter's gradient (a compile-time constant, numba.literally)
-LEARN, CURVATURE, GRADIENT = 0, 1, 2  # update it (sgd, sdlm) | add d2E/dw2 to h | keep it
-
 # A configuration's options as the kernels take them (fast.py builds it; A, S, pad, target
 # are of the engine's dtype). relu: max(a, 0) in place of A tanh(S a) (then A = S = 1);
-# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP.
-Options = namedtuple("Options", "unit_bias squash_out relu ce dropout A S pad target")
+# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP; sgd:
+# `backward` takes SGD's (or SDLM's) step; adamw: `run` takes AdamW's; curvature: `backward`
+# propagates SDLM's second derivatives.
+Options = namedtuple("Options", "unit_bias squash_out relu ce dropout sgd adamw curvature A S "
+                                "pad target")
 
 
 # --- tanh without libm --------------------------------------------------------------------
@@ -188,17 +190,6 @@ def local_array(like, n):
 def h1_map(table, n, ci):
     """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11 (see above)."""
     return min(max(table[n, ci], 0), MAPS - 1)
-
-
-@njit(**JIT)
-def slope(t, AS, curvature, relu):
-    """f'(a): A S (1 - tanh^2(S a)) from t = tanh(S a), or ReLU's 1 where t > 0, else 0;
-    squared for SDLM's curvature."""
-    one, zero = type(AS)(1), type(AS)(0)
-    if relu:
-        return one if t > zero else zero
-    d = AS * (one - t * t)
-    return d * d if curvature else d
 
 
 @njit(inline="always", **JIT)
@@ -327,34 +318,18 @@ def forward(buf, image, table, o):
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
-# Each parameter is updated (`learn`) as soon as its gradient is known and the parameter is
-# no longer needed for the gradients below it: the same numbers as autograd, then
-# optimizer.step. With mode CURVATURE the same functions back-propagate EB98's second
-# derivatives instead (train/sdlm.py): d2E/dy2 (2/10, or p (1 - p)) at the outputs, f'^2
-# for f', squared weights (at SQW) and inputs (`square_inputs`); `learn` then adds them to
-# HESS. With mode GRADIENT `learn` keeps the gradient (GRAD) for `adamw_step`.
+# `backward` writes each parameter's gradient at GRAD + (the parameter's offset): autograd's
+# numbers; `sgd_step` and `adamw_step` mirror optimizer.step. With o.curvature the same
+# functions back-propagate EB98's second derivatives instead (train/sdlm.py): d2E/dy2 (2/10,
+# or p (1 - p)) at the outputs, f'^2 for f', and, set up by `run`, squared weights
+# and inputs (`square_inputs`): GRAD then holds the pattern's d2E/dw2.
 
 @njit(**JIT)
-def learn(buf, at, g, mode):
-    """One parameter's update from its gradient g: p += STEP * g, STEP = -lr / (mu + h).
-
-    Mirrors optim.SGD.step (h = 0, mu = 1) and sdlm.SDLM.step. SDLM's estimate (CURVATURE)
-    instead sums the pattern's d2E/dw2 into h: into HESS, STEP = 1 (`estimate_model`);
-    AdamW (GRADIENT) keeps g in GRAD.
-    """
-    if mode == GRADIENT:
-        buf[GRAD + at] = g
-    else:
-        buf[(HESS if mode == CURVATURE else 0) + at] += buf[STEP + at] * g
-
-
-@njit(**JIT)
-def output_backward(buf, label, o, mode):
+def output_backward(buf, label, o):
     """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4), or
-    E = -log softmax(y)_label (ce). Returns E; D4 = dE/da of the output units (CURVATURE:
+    E = -log softmax(y)_label (ce). Returns E; D4 = dE/da of the output units (o.curvature:
     d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
-    literally(mode)
-    curvature = mode == CURVATURE
+    curvature = o.curvature
     f = type(o.target)
     if o.ce:  # F.cross_entropy: log-sum-exp from the largest output
         top = buf[Y]
@@ -376,57 +351,60 @@ def output_backward(buf, label, o, mode):
             buf[D4 + j] = two_n if curvature else two_n * e
         loss /= f(OUT)
     if o.squash_out:
-        act_backward(buf, D4, T4, OUT, o, mode)
+        act_backward(buf, D4, T4, OUT, o)
     return loss
 
 
 @njit(inline="always", **JIT)
-def dense_backward(buf, w, x, d, dx, n_out, n_in, mode):
+def dense_backward(buf, w, x, d, dx, n_out, n_in):
     """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d; one sweep
-    over w, each weight read for dx before `learn` changes it."""
-    wbase = SQW if mode == CURVATURE else 0
+    over w."""
     for i in range(n_in):
         buf[dx + i] = 0
     for j in range(n_out):
         dj = buf[d + j]
-        learn(buf, w + n_out * n_in + j, dj, mode)  # b follows w in the layout
+        buf[GRAD + w + n_out * n_in + j] = dj  # b follows w in the layout
         for i in range(n_in):
-            buf[dx + i] += buf[wbase + w + j * n_in + i] * dj
-            learn(buf, w + j * n_in + i, dj * buf[x + i], mode)
+            buf[dx + i] += buf[w + j * n_in + i] * dj
+            buf[GRAD + w + j * n_in + i] = dj * buf[x + i]
 
 
 @njit(inline="always", **JIT)
-def act_backward(buf, d, t, n, o, mode):
-    """Through h = A tanh(S a) (or ReLU): dE/da = dE/dh * f'(a), in place."""
-    AS, curvature = o.A * o.S, mode == CURVATURE
-    if o.relu:  # the branch outside the loops (see `activate`)
+def act_backward(buf, d, t, n, o):
+    """Through h = A tanh(S a) (or ReLU): dE/da = dE/dh f'(a), in place, f'(a) = A S (1 -
+    t^2) from t = tanh(S a), or ReLU's 1 where t > 0, else 0; o.curvature: times f'(a)^2."""
+    one, zero, AS = type(o.A)(1), type(o.A)(0), o.A * o.S
+    if o.relu:  # f'^2 = f'; the branches outside the loops (see `activate`)
         for i in range(n):
-            buf[d + i] *= slope(buf[t + i], AS, curvature, True)
+            buf[d + i] *= one if buf[t + i] > zero else zero
+    elif o.curvature:
+        for i in range(n):
+            f1 = AS * (one - buf[t + i] * buf[t + i])
+            buf[d + i] *= f1 * f1
     else:
         for i in range(n):
-            buf[d + i] *= slope(buf[t + i], AS, curvature, False)
+            buf[d + i] *= AS * (one - buf[t + i] * buf[t + i])
 
 
 @njit(**JIT)
-def learn_bias(buf, b, d, n_units, unit_bias, mode):
+def bias_grad(buf, b, d, n_units, unit_bias):
     """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
     for m in range(MAPS):
         if unit_bias:
             for p in range(n_units):
-                learn(buf, b + m * n_units + p, buf[d + m * n_units + p], mode)
+                buf[GRAD + b + m * n_units + p] = buf[d + m * n_units + p]
         else:
             s = buf[d + m * n_units]
             for p in range(1, n_units):
                 s += buf[d + m * n_units + p]
-            learn(buf, b + m, s, mode)
+            buf[GRAD + b + m] = s
 
 
 @njit(**JIT)
-def h2_backward(buf, table, o, mode):
+def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w and grad h2_b (per unit, or summed
     per map) from D2 and the patches HROW."""
-    literally(mode)
-    learn_bias(buf, B2, D2, N2, o.unit_bias, mode)
+    bias_grad(buf, B2, D2, N2, o.unit_bias)
     for n in range(MAPS):
         for ci in range(table.shape[1]):  # grad h2_w[n, ci, t] = sum_q d2[n, q] HROW[c, q, t]
             rows = HROW + h1_map(table, n, ci) * N2 * TP
@@ -439,11 +417,11 @@ def h2_backward(buf, table, o, mode):
                     for t in range(TP):
                         acc[t] += d * buf[rows + (S2 * i + j) * TP + t]
             for t in range(TP):
-                learn(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], mode)
+                buf[GRAD + W2 + (n * MAPS + ci) * TP + t] = acc[t]
 
 
 @njit(**JIT)
-def h1_input_grad(buf, table, o, mode):
+def h1_input_grad(buf, table, o):
     """Autograd of the H2 convolution w.r.t. its input, then through H1's tanh: DH1 = dE/da.
 
     H1 unit (y, x) = (2a + ry, 2b + rx) gets h2_w[n, ci, u, v] d2[n, i, j] from every H2 unit
@@ -451,8 +429,6 @@ def h1_input_grad(buf, table, o, mode):
     tap, a 4x4 window of d2 (zero outside) shifted by (u // 2, v // 2), added to phase (ry, rx)
     of the map table[n, ci]. Padding gets nothing: only H1's units are targets.
     """
-    literally(mode)
-    wbase = SQW if mode == CURVATURE else 0
     for n in range(MAPS):
         for i in range(S2):
             for j in range(S2):
@@ -476,19 +452,18 @@ def h1_input_grad(buf, table, o, mode):
                         acc[p] = buf[dst + p]
                     for u in range(ry, 5, 2):
                         for v in range(rx, 5, 2):
-                            w = buf[wbase + W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                            w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
                             win = D2WIN + (n * 9 + 3 * (u // 2) + v // 2) * N2
                             for p in range(N2):
                                 acc[p] += w * buf[win + p]
                     for p in range(N2):
                         buf[dst + p] = acc[p]
-    act_backward(buf, DH1, T1, MAPS * N1, o, mode)
+    act_backward(buf, DH1, T1, MAPS * N1, o)
 
 
 @njit(**JIT)
-def h1_backward(buf, o, mode):
+def h1_backward(buf, o):
     """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p]; h1_b."""
-    literally(mode)
     for m in range(MAPS):
         for u in range(5):  # 5 taps at once: 5 independent sums over p (vectorised)
             acc = local_array(buf, 5)
@@ -499,27 +474,39 @@ def h1_backward(buf, o, mode):
                 for v in range(5):
                     acc[v] += d * buf[XCOL + (5 * u + v) * N1 + p]
             for v in range(5):
-                learn(buf, W1 + m * TAPS + 5 * u + v, acc[v], mode)
-    learn_bias(buf, B1, DH1, N1, o.unit_bias, mode)
+                buf[GRAD + W1 + m * TAPS + 5 * u + v] = acc[v]
+    bias_grad(buf, B1, DH1, N1, o.unit_bias)
+
+
+@njit(inline="always", **JIT)
+def sgd_step(buf, first, last, o):
+    """Mirrors optim.SGD.step and sdlm.SDLM.step for the parameters at first:last, taken as
+    soon as `backward` no longer reads them (their gradient is still in L1): p += STEP g, STEP
+    = -lr / (mu + h) (sgd: -lr). Only with o.sgd: AdamW and SDLM's estimate keep GRAD."""
+    if o.sgd:
+        for i in range(first, last):
+            buf[i] += buf[STEP + i] * buf[GRAD + i]
 
 
 @njit(**JIT)
-def backward(buf, label, table, o, mode):
-    """Mirrors torch.autograd.grad(loss, params) then optimizer.step for one pattern; returns
-    the loss. mode CURVATURE: adds the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) to HESS
-    instead, after `square_inputs`, with the squared weights at SQW; GRADIENT: keeps the
-    gradient. mode is a compile-time constant (numba.literally): each compiles on its own."""
-    literally(mode)
-    loss = output_backward(buf, label, o, mode)
-    dense_backward(buf, W4, H3, D4, D3, OUT, HP, mode)
-    act_backward(buf, D3, T3, HP, o, mode)
-    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, mode)
+def backward(buf, label, table, o):
+    """Mirrors torch.autograd.grad(loss, params) for one pattern: the gradient into GRAD
+    (o.sgd: and the step); returns the loss. o.curvature: the pattern's d2E/dw2
+    (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
+    loss = output_backward(buf, label, o)
+    dense_backward(buf, W4, H3, D4, D3, OUT, HP)
+    sgd_step(buf, W4, NPARAM, o)  # out_w, out_b
+    act_backward(buf, D3, T3, HP, o)
+    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2)
+    sgd_step(buf, W3, W4, o)  # h3_w, h3_b
     if o.dropout:
         dropout(buf, D2, MAPS * N2)  # d(h2 * keep)/dh2 = keep
-    act_backward(buf, D2, T2, MAPS * N2, o, mode)
-    h1_input_grad(buf, table, o, mode)  # reads h2_w: before h2_backward changes it
-    h2_backward(buf, table, o, mode)
-    h1_backward(buf, o, mode)
+    act_backward(buf, D2, T2, MAPS * N2, o)
+    h1_input_grad(buf, table, o)  # reads h2_w: before its step
+    h2_backward(buf, table, o)
+    sgd_step(buf, W2, W3, o)  # h2_w, h2_b
+    h1_backward(buf, o)
+    sgd_step(buf, W1, W2, o)  # h1_w, h1_b
     return loss
 
 
@@ -554,13 +541,9 @@ def adamw_step(buf, lr, weight_decay):
         buf[i] = buf[i] * decay + step_size * (m / (np.sqrt(v) / bc2_sqrt + eps))
 
 
-# --- training, SDLM's estimate, prediction -----------------------------------------------
+# --- the entry point: training, SDLM's estimate, prediction -----------------------------
 
-@njit(**JIT)
-def set_steps(buf, lr):
-    """STEP = -lr / (mu + h) for `learn`, from INV = 1 / (mu + h) (sgd: 1)."""
-    for i in range(NPARAM):
-        buf[STEP + i] = -lr * buf[INV + i]
+TRAIN, ESTIMATE, PREDICT = 0, 1, 2  # what `run` does with each pattern
 
 
 @njit(**JIT)
@@ -577,70 +560,47 @@ def set_padding(buf, pad):
 
 
 @njit(**JIT)
-def train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
-                mode):
-    """One update per pattern images[start:stop], in order; losses[i] = pattern i's loss.
-    mode LEARN: sgd or sdlm (`learn` steps), GRADIENT: AdamW (`adamw_step`); keep[s]: pattern
-    s's dropout mask."""
-    literally(mode)
+def estimate_setup(buf, begin):
+    """SDLM's estimate: the squared weights in the weights' place for `backward` (begin), or
+    the weights back (fast.py keeps them at WSAVE)."""
+    for i in range(NPARAM):
+        buf[i] = buf[WSAVE + i] * buf[WSAVE + i] if begin else buf[WSAVE + i]
+
+
+@njit(**JIT)
+def run(buf, table, images, labels, keep, start, stop, job, lr, weight_decay, o, out):
+    """The one compiled entry point (one `forward` and one `backward` to compile): for each
+    pattern s of images[start:stop], in order, `forward`, then by job
+
+    TRAIN:    `backward` (with o.sgd: and the step) or `backward` then `adamw_step`;
+              out[s - start, 0] = the pattern's loss; keep[s]: its dropout mask (o.dropout);
+    ESTIMATE: SDLM's begin_pass (o.curvature): HESS += the pattern's d2E/dw2, back-propagated
+              with squared weights and inputs (EB98 via sdlm.gauss_newton_diagonal);
+              fast.py zeroes HESS and copies the weights to WSAVE before, and averages after;
+    PREDICT:  out[s - start] = the outputs (o.dropout False).
+    """
     set_padding(buf, o.pad)
-    set_steps(buf, type(o.A)(lr))
+    if job == TRAIN:
+        for i in range(NPARAM):  # STEP = -lr / (mu + h), from INV = 1 / (mu + h) (sgd: 1)
+            buf[STEP + i] = -type(o.A)(lr) * buf[INV + i]
     for s in range(start, stop):
         if o.dropout:
             for i in range(MAPS * N2):
                 buf[KEEP + i] = keep[s, i]
         forward(buf, images[s, 0], table, o)
-        losses[s - start] = backward(buf, labels[s], table, o, mode)
-        if mode == GRADIENT:
-            adamw_step(buf, lr, weight_decay)
-
-
-@njit(**JIT)
-def train_model(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses):
-    """`train_steps` with sgd or sdlm (an entry point per mode: no literal dispatch per call)."""
-    train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
-                LEARN)
-
-
-@njit(**JIT)
-def train_model_adamw(buf, table, images, labels, keep, start, stop, lr, o, weight_decay,
-                      losses):
-    """`train_steps` with AdamW."""
-    train_steps(buf, table, images, labels, keep, start, stop, lr, o, weight_decay, losses,
-                GRADIENT)
-
-
-@njit(**JIT)
-def estimate_model(buf, table, images, labels, n, mu, o):
-    """SDLM's begin_pass: HESS = the mean over images[:n] of each pattern's d2E/dw2 at the
-    current weights; INV = 1 / (mu + HESS)."""
-    set_padding(buf, o.pad)
-    for i in range(NPARAM):
-        buf[SQW + i] = buf[i] * buf[i]
-        buf[HESS + i] = 0
-        buf[STEP + i] = 1
-    for s in range(n):
-        forward(buf, images[s, 0], table, o)
-        square_inputs(buf)
-        backward(buf, labels[s], table, o, CURVATURE)
-    for i in range(NPARAM):
-        buf[HESS + i] /= type(o.A)(n)
-    set_inverse(buf, mu)
-
-
-@njit(**JIT)
-def set_inverse(buf, mu):
-    """INV = 1 / (mu + h) (sdlm.SDLM._set)."""
-    one = type(mu)(1)
-    for i in range(NPARAM):
-        buf[INV + i] = one / (mu + buf[HESS + i])
-
-
-@njit(**JIT)
-def predict_model(buf, table, images, first, last, o, out):
-    """out[i] = the outputs for images[i], first <= i < last (buf: a private copy)."""
-    set_padding(buf, o.pad)
-    for i in range(first, last):
-        forward(buf, images[i, 0], table, o)
-        for j in range(OUT):
-            out[i, j] = buf[Y + j]
+        if job == PREDICT:
+            for j in range(OUT):
+                out[s - start, j] = buf[Y + j]
+            continue
+        if job == ESTIMATE:
+            square_inputs(buf)
+            estimate_setup(buf, True)
+        loss = backward(buf, labels[s], table, o)
+        if job == ESTIMATE:
+            estimate_setup(buf, False)
+            for i in range(NPARAM):
+                buf[HESS + i] += buf[GRAD + i]
+        else:
+            out[s - start, 0] = loss
+            if o.adamw:  # (sgd, sdlm: `backward` took the step)
+                adamw_step(buf, lr, weight_decay)

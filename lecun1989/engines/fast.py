@@ -130,13 +130,18 @@ class FastEngineBatch:
         self.options = k.Options(  # the kernels' view of the configuration
             unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
             ce=cfg.train.loss == "cross_entropy", dropout=bool(m.dropout),
+            sgd=cfg.train.optimizer != "adamw", adamw=cfg.train.optimizer == "adamw",
+            curvature=False,
             A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
             pad=f(m.pad_value), target=f(cfg.train.target))
-        self.eval_options = self.options._replace(dropout=False)  # evaluation mode (same types)
+        # evaluation mode, and SDLM's estimate (options of the same types: no new compile)
+        self.eval_options = self.options._replace(dropout=False, sgd=False, adamw=False)
+        self.curvature_options = self.eval_options._replace(curvature=True)
         self.sdlm = cfg.train.optimizer == "sdlm"
         self.adamw = cfg.train.optimizer == "adamw"
         self.weight_decay = float(cfg.train.weight_decay)
-        self._no_keep = np.zeros((0, k.MAPS * k.N2), self.dtype)
+        self._no_keep = np.zeros((0, k.MAPS * k.N2), self.dtype)  # for jobs that read none
+        self._no_labels, self._no_out = np.zeros(0, np.int64), np.zeros((0, k.OUT))
         self.mu = self.dtype.type(cfg.train.sdlm_mu)
         self.estimated = False  # SDLM: h holds an estimate
         self.bufs = _aligned_zeros((len(cfgs), k.SIZE), self.dtype)
@@ -190,11 +195,22 @@ class FastEngineBatch:
         if not self.sdlm:
             return
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
-        n = min(self.cfg.train.sdlm_samples, len(labels))
-        self._run([(self.k.estimate_model, (buf, self.table, images, labels, n, self.mu,
-                                            self.eval_options))
+        n, k = min(self.cfg.train.sdlm_samples, len(labels)), self.k
+        for buf in self.bufs:  # the kernel swaps the weights with their squares, and back
+            buf[k.WSAVE:k.WSAVE + k.NPARAM] = buf[:k.NPARAM]
+            buf[k.HESS:k.HESS + k.NPARAM] = 0
+        self._run([(k.run, (buf, self.table, images, labels, self._no_keep, 0, n, k.ESTIMATE,
+                            0.0, 0.0, self.curvature_options, self._no_out))
                    for buf in self.bufs])
+        for buf in self.bufs:  # sdlm.SDLM.begin_pass: the mean over the n patterns
+            buf[k.HESS:k.HESS + k.NPARAM] /= self.dtype.type(n)
+            self._set_inverse(buf)
         self.estimated = True
+
+    def _set_inverse(self, buf: np.ndarray) -> None:
+        """INV = 1 / (mu + h), SDLM's step factor without lr (sdlm.SDLM._set)."""
+        k = self.k
+        buf[k.INV:k.INV + k.NPARAM] = self.dtype.type(1) / (self.mu + buf[k.HESS:k.HESS + k.NPARAM])
 
     def train_steps(self, images, labels, start: int, stop: int, lr: float,
                     keep: np.ndarray | None = None) -> np.ndarray:
@@ -206,21 +222,21 @@ class FastEngineBatch:
                 raise ConfigError("model.dropout needs the pass's keep-masks: train_steps(..., "
                                   "keep=dropout_keep(cfg, pass_index, len(labels)))")
             keep = np.ascontiguousarray(keep, dtype=self.dtype)
-        losses = np.empty((len(self.bufs), stop - start))
-        kernel = self.k.train_model_adamw if self.adamw else self.k.train_model
-        self._run([(kernel, (buf, self.table, images, labels,
-                             self._no_keep if keep is None else keep, start, stop, float(lr),
-                             self.options, self.weight_decay, loss))
+        losses = np.empty((len(self.bufs), stop - start, 1))
+        self._run([(self.k.run, (buf, self.table, images, labels,
+                                 self._no_keep if keep is None else keep, start, stop,
+                                 self.k.TRAIN, float(lr), self.weight_decay, self.options, loss))
                    for buf, loss in zip(self.bufs, losses, strict=True)])
-        return losses
+        return losses[:, :, 0]
 
     def predict(self, images: np.ndarray, models=None, block: int = 512) -> np.ndarray:
         """Each model's outputs (K, N, 10), float64; `models`: a subset, in that order."""
         images, models = _contiguous(images), _models(models, len(self.bufs))
         out = np.empty((len(models), len(images), self.k.OUT))
-        self._run([(self.k.predict_model, (_aligned_copy(self.bufs[m]), self.table, images, first,
-                                           min(first + block, len(images)), self.eval_options,
-                                           model_out))
+        self._run([(self.k.run, (_aligned_copy(self.bufs[m]), self.table, images,
+                                 self._no_labels, self._no_keep, first,
+                                 min(first + block, len(images)), self.k.PREDICT, 0.0, 0.0,
+                                 self.eval_options, model_out[first:first + block]))
                    for m, model_out in zip(models, out, strict=True)
                    for first in range(0, len(images), block)])
         return out
@@ -285,8 +301,7 @@ class FastEngineBatch:
                 buf[k.ADAM_STEP] = np.asarray(state["step"]).reshape(-1)[0]
             else:
                 self._put(buf, state, k.HESS)
-                with _slp_vectorizer():  # compiles on first use
-                    k.set_inverse(buf, self.mu)
+                self._set_inverse(buf)
         self.estimated = self.sdlm
 
 
