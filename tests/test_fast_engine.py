@@ -260,6 +260,70 @@ def test_one_process_at_a_time_compiles():
     assert order == ["first released", "other"]
 
 
+FIRST_RUN = """
+import json, sys
+import numpy as np
+import lecun1989.engines.fast as fast
+from lecun1989.config import apply_overrides, preset
+from lecun1989.model import init_params
+if sys.argv[2] == "no helpers":
+    fast._compile_elsewhere = lambda signature: False
+cfg = apply_overrides(preset("paper"), ["train.sdlm_samples=60"])
+d = np.load(sys.argv[1])
+engine = fast.FastEngine(cfg, init_params(cfg.model, 0))
+engine.begin_pass(0, d["x"], d["y"])
+losses = engine.train_steps(d["x"], d["y"], 0, 50, 0.01)
+k = engine.batch.k
+print(json.dumps({"losses": losses.tolist(), "run_loaded": sum(k.run.stats.cache_hits.values()),
+                  "compiled_here": sum(sum(f.stats.cache_misses.values()) for f in
+                                       (k.forward, k.backward))}))
+"""
+
+
+def _first_run(digits, tmp_path, helpers: bool) -> tuple[dict, np.ndarray]:
+    """A process with an empty numba cache trains 50 steps; so does this one (its kernels come
+    from the suite's cache): the child's report and this process's losses."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    x, y = digits.train_images[:60], digits.train_labels[:60]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", FIRST_RUN, str(tmp_path / "d.npz"),
+                          "helpers" if helpers else "no helpers"], env=env,
+                         capture_output=True, text=True, check=True, timeout=900)
+    cfg = _cfg()
+    engine = FastEngine(cfg, init_params(cfg.model, 0))
+    engine.begin_pass(0, x, y)
+    return json.loads(out.stdout.strip().splitlines()[-1]), engine.train_steps(x, y, 0, 50, 0.01)
+
+
+def test_a_first_run_computes_bit_for_bit_what_later_runs_load(digits, tmp_path):
+    """With an empty cache, helper processes compile the kernels and the run loads them:
+    nothing compiles in the run's process, whose numbers equal a cached run's exactly (a
+    process that compiled the kernels itself would run other copies, rounded differently)."""
+    child, losses = _first_run(digits, tmp_path, helpers=True)
+    assert child["run_loaded"] == 1 and child["compiled_here"] == 0
+    assert np.array_equal(child["losses"], losses)
+
+
+def test_without_helpers_the_engine_compiles_itself(digits, tmp_path):
+    """When the helper processes cannot run, the process compiles the kernels: the same
+    training up to rounding."""
+    child, losses = _first_run(digits, tmp_path, helpers=False)
+    assert child["run_loaded"] == 0 and child["compiled_here"] == 2
+    np.testing.assert_allclose(child["losses"], losses, rtol=1e-4)
+
+
+def test_the_compiler_script_refuses_other_argument_types():
+    """The helpers compile only for the parent's exact types (else the parent compiles)."""
+    from lecun1989.engines import _compiler  # noqa: PLC0415
+
+    assert _compiler.main("run", "unused", "(not the parent's types)") == 1
+
+
 def test_every_region_starts_on_a_cache_line():
     """The layout's regions are 64-byte aligned in a 64-byte-aligned buffer (a region 16
     bytes off measured 15% slower); predict's private copies too."""

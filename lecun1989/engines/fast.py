@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -89,6 +92,60 @@ def _slp_vectorizer():
             yield
         finally:
             config.SLP_VECTORIZE = old
+
+
+class _CompiledElsewhere(Exception):
+    """numba was about to compile `run` in this process; helper processes compiled it."""
+
+
+@contextlib.contextmanager
+def _compile_in_helpers(k):
+    """When numba starts compiling `run` here (its disk cache lacks `run` for these argument
+    types), compile it in helper processes instead (_compiler.py: `forward` and `backward` at
+    once on two cores) and raise _CompiledElsewhere: the caller then loads `run` from the
+    cache. A process that compiled the kernels runs other copies of them than a cached `run`
+    holds, which differ in rounding; this way the first-ever run equals every later one, bit
+    for bit. When the helpers fail, numba compiles here."""
+    from numba.core import event  # noqa: PLC0415
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            if ev.data["dispatcher"] is k.run and _compile_elsewhere(str(tuple(ev.data["args"]))):
+                raise _CompiledElsewhere
+
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", Listener()):
+        yield
+
+
+def _compile_elsewhere(signature: str) -> bool:
+    """Run _compiler.py for `run`'s argument types (their str): True when it succeeded."""
+    script = Path(__file__).with_name("_compiler.py")
+    if not sys.executable or not script.is_file():
+        return False
+    parts = ("forward", "run") if _cores() >= 2 else ("all",)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for part in parts:
+                procs.append(subprocess.Popen(
+                    [sys.executable, str(script), part, os.path.join(tmp, "forward-done"),
+                     signature], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL))
+            return all(p.wait(timeout=900) == 0 for p in procs)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            for p in procs:  # after an error or an interrupt: none left running
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _kernels():
@@ -247,7 +304,11 @@ class FastEngineBatch:
         key = (kernel.__name__, self.dtype, args[2].dtype)  # what the kernel's types depend on
         if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
             with _slp_vectorizer():
-                kernel(*args)
+                try:
+                    with _compile_in_helpers(self.k):
+                        kernel(*args)
+                except _CompiledElsewhere:
+                    kernel(*args)  # loads what the helpers saved
             _COMPILED.add(key)
             jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
