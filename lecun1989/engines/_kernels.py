@@ -318,8 +318,10 @@ def forward(buf, image, table, o):
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
-# `backward` writes each parameter's gradient at GRAD + (the parameter's offset): autograd's
-# numbers; `sgd_step` and `adamw_step` mirror optimizer.step. With o.curvature the same
+# `backward` computes autograd's gradients. With o.sgd it takes each parameter's SGD (or
+# SDLM) step as soon as the gradient is known and the layers below no longer read the
+# parameter: optim.SGD.step's numbers; else it keeps the gradient at GRAD + (the parameter's
+# offset), for `adamw_step` or SDLM's estimate (`put_grad`). With o.curvature the same
 # functions back-propagate EB98's second derivatives instead (train/sdlm.py): d2E/dy2 (2/10,
 # or p (1 - p)) at the outputs, f'^2 for f', and, set up by `run`, squared weights
 # and inputs (`square_inputs`): GRAD then holds the pattern's d2E/dw2.
@@ -356,17 +358,32 @@ def output_backward(buf, label, o):
 
 
 @njit(inline="always", **JIT)
-def dense_backward(buf, w, x, d, dx, n_out, n_in):
-    """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d; one sweep
-    over w."""
+def put_grad(buf, at, g, o):
+    """Parameter `at`'s gradient g: o.sgd: its step now, p += STEP g, STEP = -lr / (mu + h)
+    (optim.SGD.step: h = 0, mu = 1; sdlm.SDLM.step); else kept in GRAD."""
+    if o.sgd:
+        buf[at] += buf[STEP + at] * g
+    else:
+        buf[GRAD + at] = g
+
+
+@njit(inline="always", **JIT)
+def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
+    """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d (`put_grad`);
+    one sweep over w, each weight read for dx before its step."""
     for i in range(n_in):
         buf[dx + i] = 0
     for j in range(n_out):
         dj = buf[d + j]
-        buf[GRAD + w + n_out * n_in + j] = dj  # b follows w in the layout
-        for i in range(n_in):
-            buf[dx + i] += buf[w + j * n_in + i] * dj
-            buf[GRAD + w + j * n_in + i] = dj * buf[x + i]
+        put_grad(buf, w + n_out * n_in + j, dj, o)  # b follows w in the layout
+        if o.sgd:  # put_grad's branch outside the loop: each loop vectorises
+            for i in range(n_in):
+                buf[dx + i] += buf[w + j * n_in + i] * dj
+                buf[w + j * n_in + i] += buf[STEP + w + j * n_in + i] * (dj * buf[x + i])
+        else:
+            for i in range(n_in):
+                buf[dx + i] += buf[w + j * n_in + i] * dj
+                buf[GRAD + w + j * n_in + i] = dj * buf[x + i]
 
 
 @njit(inline="always", **JIT)
@@ -387,24 +404,24 @@ def act_backward(buf, d, t, n, o):
 
 
 @njit(**JIT)
-def bias_grad(buf, b, d, n_units, unit_bias):
+def bias_grad(buf, b, d, n_units, o):
     """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
     for m in range(MAPS):
-        if unit_bias:
+        if o.unit_bias:
             for p in range(n_units):
-                buf[GRAD + b + m * n_units + p] = buf[d + m * n_units + p]
+                put_grad(buf, b + m * n_units + p, buf[d + m * n_units + p], o)
         else:
             s = buf[d + m * n_units]
             for p in range(1, n_units):
                 s += buf[d + m * n_units + p]
-            buf[GRAD + b + m] = s
+            put_grad(buf, b + m, s, o)
 
 
 @njit(**JIT)
 def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w and grad h2_b (per unit, or summed
     per map) from D2 and the patches HROW."""
-    bias_grad(buf, B2, D2, N2, o.unit_bias)
+    bias_grad(buf, B2, D2, N2, o)
     for n in range(MAPS):
         for ci in range(table.shape[1]):  # grad h2_w[n, ci, t] = sum_q d2[n, q] HROW[c, q, t]
             rows = HROW + h1_map(table, n, ci) * N2 * TP
@@ -417,7 +434,7 @@ def h2_backward(buf, table, o):
                     for t in range(TP):
                         acc[t] += d * buf[rows + (S2 * i + j) * TP + t]
             for t in range(TP):
-                buf[GRAD + W2 + (n * MAPS + ci) * TP + t] = acc[t]
+                put_grad(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], o)
 
 
 @njit(**JIT)
@@ -474,18 +491,8 @@ def h1_backward(buf, o):
                 for v in range(5):
                     acc[v] += d * buf[XCOL + (5 * u + v) * N1 + p]
             for v in range(5):
-                buf[GRAD + W1 + m * TAPS + 5 * u + v] = acc[v]
-    bias_grad(buf, B1, DH1, N1, o.unit_bias)
-
-
-@njit(inline="always", **JIT)
-def sgd_step(buf, first, last, o):
-    """Mirrors optim.SGD.step and sdlm.SDLM.step for the parameters at first:last, taken as
-    soon as `backward` no longer reads them (their gradient is still in L1): p += STEP g, STEP
-    = -lr / (mu + h) (sgd: -lr). Only with o.sgd: AdamW and SDLM's estimate keep GRAD."""
-    if o.sgd:
-        for i in range(first, last):
-            buf[i] += buf[STEP + i] * buf[GRAD + i]
+                put_grad(buf, W1 + m * TAPS + 5 * u + v, acc[v], o)
+    bias_grad(buf, B1, DH1, N1, o)
 
 
 @njit(**JIT)
@@ -494,19 +501,15 @@ def backward(buf, label, table, o):
     (o.sgd: and the step); returns the loss. o.curvature: the pattern's d2E/dw2
     (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
     loss = output_backward(buf, label, o)
-    dense_backward(buf, W4, H3, D4, D3, OUT, HP)
-    sgd_step(buf, W4, NPARAM, o)  # out_w, out_b
+    dense_backward(buf, W4, H3, D4, D3, OUT, HP, o)
     act_backward(buf, D3, T3, HP, o)
-    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2)
-    sgd_step(buf, W3, W4, o)  # h3_w, h3_b
+    dense_backward(buf, W3, H2, D3, D2, HP, MAPS * N2, o)
     if o.dropout:
         dropout(buf, D2, MAPS * N2)  # d(h2 * keep)/dh2 = keep
     act_backward(buf, D2, T2, MAPS * N2, o)
     h1_input_grad(buf, table, o)  # reads h2_w: before its step
     h2_backward(buf, table, o)
-    sgd_step(buf, W2, W3, o)  # h2_w, h2_b
     h1_backward(buf, o)
-    sgd_step(buf, W1, W2, o)  # h1_w, h1_b
     return loss
 
 
