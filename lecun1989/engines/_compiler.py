@@ -3,7 +3,7 @@
 fast.py runs this script when numba's cache lacks `run` for the argument types at hand,
 then loads `run` from the cache. On two cores the compile runs in two halves at once:
 
-    python _compiler.py forward DONE SIGNATURE   # `forward` and small callees, then DONE
+    python _compiler.py forward DONE SIGNATURE   # `forward`, then DONE
     python _compiler.py run DONE SIGNATURE       # `backward`; waits for DONE; then `run`
 
 (`all`: everything, one after the other, on one core). Why in other processes: numba links a
@@ -49,9 +49,6 @@ def main(part: str, done: str, signature: str) -> int:
         if part in ("forward", "all"):  # output_backward first: `backward` soon needs it
             k.output_backward.compile((buf, labels.dtype, o))
             k.forward.compile((buf, nt.Array(images.dtype, 2, "C"), table, o))
-            k.set_padding.compile((buf, buf.dtype))  # `run`'s other plain callees
-            k.square_inputs.compile((buf,))
-            k.adamw_step.compile((buf, nt.float64, nt.float64))
     finally:
         if part == "forward":
             Path(done).touch()
@@ -60,6 +57,9 @@ def main(part: str, done: str, signature: str) -> int:
             kernel.compile((buf, table, o))
         k.h1_backward.compile((buf, o))
         k.backward.compile((buf, labels.dtype, table, o))
+        k.set_padding.compile((buf, buf.dtype))  # `run`'s other plain callees
+        k.square_inputs.compile((buf,))
+        k.adamw_step.compile((buf, nt.float64, nt.float64))
         waited = time.monotonic()
         while part == "run" and not Path(done).exists() and time.monotonic() - waited < WAIT_S:
             time.sleep(0.05)

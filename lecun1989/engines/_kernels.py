@@ -46,6 +46,7 @@ from numba.extending import intrinsic, overload
 
 JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False,
            fastmath={"reassoc", "contract"})
+PART = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # callees: not called from Python
 
 MAPS, TAPS, TP = 12, 25, 32  # NC89 §3: 12 maps a layer, 5x5 = 25 taps (padded to 32)
 XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
@@ -186,7 +187,7 @@ def local_array(like, n):
     return carray(_stack_pointer(like, n), n)
 
 
-@njit(**JIT)
+@njit(**PART)
 def h1_map(table, n, ci):
     """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11 (see above)."""
     return min(max(table[n, ci], 0), MAPS - 1)
@@ -206,7 +207,7 @@ def activate(buf, at, acc, n, S, relu):
 
 # --- forward ------------------------------------------------------------------------------
 
-@njit(**JIT)
+@njit(**PART)
 def load_input(buf, image):
     """F.pad(x, 2, value=pad) (the border is set once, `set_padding`), then im2col."""
     for r in range(16):
@@ -221,7 +222,7 @@ def load_input(buf, image):
                             XPAD + (4 * a + 2 * (ph // 2) + u) * XS + 4 * b + 2 * (ph % 2) + v]
 
 
-@njit(**JIT)
+@njit(**PART)
 def h1_forward(buf, o):
     """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b)."""
     for m in range(MAPS):
@@ -244,7 +245,7 @@ def h1_forward(buf, o):
                                                                                 + 4 * i + j]
 
 
-@njit(**JIT)
+@njit(**PART)
 def h2_patches(buf):
     """F.pad(h1, 2, value=pad) cut into the H2 units' 5x5 patches (im2col), patch-major
     (HROW, for the weight gradient) and tap-major (HCOL, for the forward pass)."""
@@ -259,7 +260,7 @@ def h2_patches(buf):
                         buf[HCOL + (c * TAPS + 5 * u + v) * N2 + q] = x
 
 
-@njit(**JIT)
+@njit(**PART)
 def h2_forward(buf, table, o):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
     stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; then dropout."""
@@ -296,14 +297,14 @@ def dense_forward(buf, w, b, x, n_out, n_in, t, h, o, squash):
             buf[h + j0 + k] = o.A * buf[t + j0 + k] if squash else acc[k]
 
 
-@njit(**JIT)
+@njit(**PART)
 def dropout(buf, at, n):
     """F.dropout's product with the pattern's keep-mask (KEEP, 0 or 1 / (1 - p))."""
     for i in range(n):
         buf[at + i] *= buf[KEEP + i]
 
 
-@njit(**JIT)
+@njit(**PART)
 def forward(buf, image, table, o):
     """Mirrors Net1989.forward for one pattern (o.dropout: in training mode, with KEEP): the
     outputs land at Y. Evaluation passes options with dropout=False (fast.py)."""
@@ -326,7 +327,7 @@ def forward(buf, image, table, o):
 # or p (1 - p)) at the outputs, f'^2 for f', and, set up by `run`, squared weights
 # and inputs (`square_inputs`): GRAD then holds the pattern's d2E/dw2.
 
-@njit(**JIT)
+@njit(**PART)
 def output_backward(buf, label, o):
     """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4), or
     E = -log softmax(y)_label (ce). Returns E; D4 = dE/da of the output units (o.curvature:
@@ -403,7 +404,7 @@ def act_backward(buf, d, t, n, o):
             buf[d + i] *= AS * (one - buf[t + i] * buf[t + i])
 
 
-@njit(**JIT)
+@njit(**PART)
 def bias_grad(buf, b, d, n_units, o):
     """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
     for m in range(MAPS):
@@ -417,7 +418,7 @@ def bias_grad(buf, b, d, n_units, o):
             put_grad(buf, b + m, s, o)
 
 
-@njit(**JIT)
+@njit(**PART)
 def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w and grad h2_b (per unit, or summed
     per map) from D2 and the patches HROW."""
@@ -437,7 +438,7 @@ def h2_backward(buf, table, o):
                 put_grad(buf, W2 + (n * MAPS + ci) * TP + t, acc[t], o)
 
 
-@njit(**JIT)
+@njit(**PART)
 def h1_input_grad(buf, table, o):
     """Autograd of the H2 convolution w.r.t. its input, then through H1's tanh: DH1 = dE/da.
 
@@ -478,7 +479,7 @@ def h1_input_grad(buf, table, o):
     act_backward(buf, DH1, T1, MAPS * N1, o)
 
 
-@njit(**JIT)
+@njit(**PART)
 def h1_backward(buf, o):
     """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p]; h1_b."""
     for m in range(MAPS):
@@ -495,7 +496,7 @@ def h1_backward(buf, o):
     bias_grad(buf, B1, DH1, N1, o)
 
 
-@njit(**JIT)
+@njit(**PART)
 def backward(buf, label, table, o):
     """Mirrors torch.autograd.grad(loss, params) for one pattern: the gradient into GRAD
     (o.sgd: and the step); returns the loss. o.curvature: the pattern's d2E/dw2
@@ -513,7 +514,7 @@ def backward(buf, label, table, o):
     return loss
 
 
-@njit(**JIT)
+@njit(**PART)
 def square_inputs(buf):
     """x -> x^2 for every input a weight multiplies (padding included: EB98 via sdlm.py)."""
     for i in range(TAPS * N1):
@@ -526,7 +527,7 @@ def square_inputs(buf):
         buf[H3 + i] *= buf[H3 + i]
 
 
-@njit(**JIT)
+@njit(**PART)
 def adamw_step(buf, lr, weight_decay):
     """Mirrors torch.optim.AdamW.step (single-tensor, betas 0.9, 0.999, eps 1e-8) from GRAD:
     the scalars in float64 as Python computes them, then in the engine's dtype."""
@@ -549,7 +550,7 @@ def adamw_step(buf, lr, weight_decay):
 TRAIN, ESTIMATE, PREDICT = 0, 1, 2  # what `run` does with each pattern
 
 
-@njit(**JIT)
+@njit(**PART)
 def set_padding(buf, pad):
     """The constant padding around the input and around H1's output (NC89 §3: -1)."""
     for i in range(XS * XS):
@@ -562,7 +563,7 @@ def set_padding(buf, pad):
         buf[D2PAD + i] = 0
 
 
-@njit(**JIT)
+@njit(**PART)
 def estimate_setup(buf, begin):
     """SDLM's estimate: the squared weights in the weights' place for `backward` (begin), or
     the weights back (fast.py keeps them at WSAVE)."""
