@@ -248,37 +248,54 @@ def h1_forward(buf, o):
 @njit(**PART)
 def h2_patches(buf):
     """F.pad(h1, 2, value=pad) cut into the H2 units' 5x5 patches (im2col), patch-major
-    (HROW, for the weight gradient) and tap-major (HCOL, for the forward pass)."""
+    (HROW, for the weight gradient) and tap-major (HCOL, for the forward pass); each copy
+    loops with its stores' contiguous axis innermost."""
     for c in range(MAPS):
         for i in range(S2):
             for j in range(S2):
-                q = S2 * i + j
                 for u in range(5):
                     for v in range(5):
-                        x = buf[H1PAD + c * HS * HS + (2 * i + u) * HS + 2 * j + v]
-                        buf[HROW + (c * N2 + q) * TP + 5 * u + v] = x
-                        buf[HCOL + (c * TAPS + 5 * u + v) * N2 + q] = x
+                        buf[HROW + (c * N2 + S2 * i + j) * TP + 5 * u + v] = buf[
+                            H1PAD + c * HS * HS + (2 * i + u) * HS + 2 * j + v]
+        for u in range(5):
+            for v in range(5):
+                for i in range(S2):
+                    for j in range(S2):
+                        buf[HCOL + (c * TAPS + 5 * u + v) * N2 + S2 * i + j] = buf[
+                            H1PAD + c * HS * HS + (2 * i + u) * HS + 2 * j + v]
 
 
 @njit(**PART)
 def h2_forward(buf, table, o):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
-    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; then dropout."""
-    for n in range(MAPS):
-        a = T2 + n * N2
-        acc = local_array(buf, N2)
-        for q in range(N2):
-            acc[q] = buf[B2 + n * N2 + q] if o.unit_bias else buf[B2 + n]
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; then dropout.
+
+    Four maps at a time: one map's 16 sums are 2-3 vector registers, and each addition waits
+    for the one before (FMA latency); four maps' sums are independent (each map's in the
+    same order as alone)."""
+    for n0 in range(0, MAPS, 4):
+        acc = local_array(buf, 64)  # 4 maps x N2 (a constant: the stack size)
+        for g in range(4):
+            for q in range(N2):
+                acc[g * N2 + q] = (buf[B2 + (n0 + g) * N2 + q] if o.unit_bias
+                                   else buf[B2 + n0 + g])
         for ci in range(table.shape[1]):
-            cols = HCOL + h1_map(table, n, ci) * TAPS * N2
+            c0 = HCOL + h1_map(table, n0, ci) * TAPS * N2  # the four maps' inputs
+            c1 = HCOL + h1_map(table, n0 + 1, ci) * TAPS * N2
+            c2 = HCOL + h1_map(table, n0 + 2, ci) * TAPS * N2
+            c3 = HCOL + h1_map(table, n0 + 3, ci) * TAPS * N2
+            w = W2 + (n0 * MAPS + ci) * TP  # map n0 + g's weights at w + g MAPS TP
             for u in range(5):  # loops of 5: LLVM vectorises q (SLP), not these
                 for v in range(5):
-                    w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                    t = 5 * u + v
                     for q in range(N2):
-                        acc[q] += w * buf[cols + (5 * u + v) * N2 + q]
-        activate(buf, a, acc, N2, o.S, o.relu)
-        for q in range(N2):
-            buf[H2 + n * N2 + q] = o.A * buf[a + q]
+                        acc[q] += buf[w + t] * buf[c0 + t * N2 + q]
+                        acc[N2 + q] += buf[w + MAPS * TP + t] * buf[c1 + t * N2 + q]
+                        acc[2 * N2 + q] += buf[w + 2 * MAPS * TP + t] * buf[c2 + t * N2 + q]
+                        acc[3 * N2 + q] += buf[w + 3 * MAPS * TP + t] * buf[c3 + t * N2 + q]
+        activate(buf, T2 + n0 * N2, acc, 4 * N2, o.S, o.relu)
+    for i in range(MAPS * N2):
+        buf[H2 + i] = o.A * buf[T2 + i]
 
 
 @njit(inline="always", **JIT)
@@ -461,21 +478,22 @@ def h1_input_grad(buf, table, o):
         buf[DH1 + i] = 0
     for n in range(MAPS):
         for ci in range(table.shape[1]):
-            c = h1_map(table, n, ci)
-            for ry in range(2):  # phase (ry, rx) of map c gets the taps u % 2 = ry, v % 2 = rx
-                for rx in range(2):
-                    dst = DH1 + c * N1 + 16 * (2 * ry + rx)
-                    acc = local_array(buf, N2)  # summed in registers, then added once
-                    for p in range(N2):
-                        acc[p] = buf[dst + p]
-                    for u in range(ry, 5, 2):
-                        for v in range(rx, 5, 2):
-                            w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
-                            win = D2WIN + (n * 9 + 3 * (u // 2) + v // 2) * N2
-                            for p in range(N2):
-                                acc[p] += w * buf[win + p]
-                    for p in range(N2):
-                        buf[dst + p] = acc[p]
+            dst = DH1 + h1_map(table, n, ci) * N1
+            acc = local_array(buf, 64)  # N1: map c's 4 phases, summed in registers
+            for p in range(N1):
+                acc[p] = buf[dst + p]
+            for du in range(3):  # window (du, dv) feeds tap (2 du + ry, 2 dv + rx) to phase
+                for dv in range(3):  # (ry, rx): 4 independent sums at a time
+                    win = D2WIN + (n * 9 + 3 * du + dv) * N2
+                    for ry in range(2):
+                        for rx in range(2):
+                            u, v = 2 * du + ry, 2 * dv + rx
+                            if u < 5 and v < 5:
+                                w = buf[W2 + (n * MAPS + ci) * TP + 5 * u + v]
+                                for p in range(N2):
+                                    acc[16 * (2 * ry + rx) + p] += w * buf[win + p]
+            for p in range(N1):
+                buf[dst + p] = acc[p]
     act_backward(buf, DH1, T1, MAPS * N1, o)
 
 
