@@ -123,8 +123,8 @@ def _compile_in_helpers(k):
 def _compile_elsewhere(signature: str) -> bool:
     """Run _compiler.py for `run`'s argument types (their str): True when it succeeded."""
     script = Path(__file__).with_name("_compiler.py")
-    if not sys.executable or not script.is_file():
-        return False
+    if not sys.executable or getattr(sys, "frozen", False) or not script.is_file():
+        return False  # (a frozen app's executable is not a Python to run the script with)
     parts = ("forward", "run") if _cores() >= 2 else ("all",)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
