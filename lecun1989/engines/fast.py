@@ -103,9 +103,9 @@ def _compile_in_helpers(k):
     """When numba starts compiling `run` here (its disk cache lacks `run` for these argument
     types), compile it in helper processes instead (_compiler.py: `forward` and `backward` at
     once on two cores) and raise _CompiledElsewhere: the caller then loads `run` from the
-    cache. A process that compiled the kernels runs other copies of them than a cached `run`
-    holds, which differ in rounding; this way the first-ever run equals every later one, bit
-    for bit. When the helpers fail, numba compiles here."""
+    cache (or, if the helpers failed, compiles it). A process that compiled the kernels runs
+    other copies of them than a cached `run` holds, which differ in rounding; this way the
+    first-ever run equals every later one, bit for bit."""
     from numba.core import event  # noqa: PLC0415
 
     class Listener(event.Listener):
@@ -121,7 +121,7 @@ def _compile_in_helpers(k):
 
 
 def _compile_elsewhere(signature: str) -> bool:
-    """Run _compiler.py for `run`'s argument types (their str): True when it succeeded."""
+    """Run _compiler.py for `run`'s argument types (their str): False when it cannot start."""
     script = Path(__file__).with_name("_compiler.py")
     if not sys.executable or getattr(sys, "frozen", False) or not script.is_file():
         return False  # (a frozen app's executable is not a Python to run the script with)
@@ -134,14 +134,18 @@ def _compile_elsewhere(signature: str) -> bool:
                     [sys.executable, str(script), part, os.path.join(tmp, "forward-done"),
                      signature], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL))
-            return all(p.wait(timeout=900) == 0 for p in procs)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
+            for p in procs:
+                p.wait(timeout=900)
+        except OSError:  # (could not start: when none started, numba compiles right here)
+            return bool(procs)
+        except subprocess.TimeoutExpired:
+            pass
         finally:
             for p in procs:  # after an error or an interrupt: none left running
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+    return True
 
 
 def _cores() -> int:
