@@ -6,14 +6,15 @@ Each function mirrors a line of the reference (`Net1989.layers`, autograd, `opti
 intermediate of the current pattern, at the constant offsets below (shapes in comments, C
 order). K models are K rows of (K, SIZE); `fast.py` runs them on threads (the kernels release
 the GIL). `run` is the one entry point: for each pattern of a chunk `forward`, then for
-training `backward` (the gradient into GRAD, each layer's SGD or SDLM step as soon as the
-layers below no longer need its weights) or AdamW's step after it; SDLM's `begin_pass` is
-the same `backward` with squared weights and inputs, which back-propagates second
-derivatives. Every option (ReLU, softmax cross-entropy, dropout, the optimizer, SDLM's
-estimate) is a runtime flag in `Options`, tested outside the loops: one `forward` and one
-`backward` to compile, which keeps the first compile short (fast.py compiles them in two
-helper processes at once, `_compiler.py`). Callees have no CPython wrapper: only `run` (and
-`tanh_array`, for the tests) can be called from Python.
+training `backward` (with SGD or SDLM, each parameter's step as soon as its gradient is
+known and the layers below no longer need it; with AdamW, the gradient into GRAD and
+`adamw_step` after it); SDLM's `begin_pass` is the same `backward` with squared weights
+and inputs, which back-propagates second derivatives. Every option (ReLU, softmax
+cross-entropy, dropout, the optimizer, SDLM's estimate) is a runtime flag in `Options`,
+tested outside the loops: one `forward` and one `backward` to compile, which keeps the
+first compile short (fast.py compiles them in two helper processes at once,
+`_compiler.py`). Callees have no CPython wrapper: only `run` (and `tanh_array`, for the
+tests) can be called from Python.
 
 Why one flat array: LLVM vectorises the small fixed-size loops here only with its SLP
 vectoriser (numba switches it off by default; `fast.py` switches it on while compiling) and
@@ -102,7 +103,8 @@ D2PAD = _after(D2, MAPS * N2)         # (12, 6, 6)     dE/da at H2 with a border
 D2WIN = _after(D2PAD, MAPS * 36)      # (12, 9, 16)    its shifted 4x4 windows
 DH1 = _after(D2WIN, MAPS * 9 * N2)    # (12, 64)       dE/dh1, then dE/da at H1 (phase order)
 KEEP = _after(DH1, MAPS * N1)         # (192,)         dropout mask: 0 or 1 / (1 - p)
-# AdamW (ablations): the gradient of the current pattern, the two moments, the step count
+# the current pattern's gradient (AdamW) or d2E/dw2 (SDLM's estimate); AdamW's two moments
+# and step count
 GRAD = _after(KEEP, MAPS * N2)
 EXP_AVG = _after(GRAD, NPARAM)
 EXP_AVG_SQ = _after(EXP_AVG, NPARAM)
@@ -272,7 +274,7 @@ def h2_patches(buf):
 @njit(**PART)
 def h2_forward(buf, table, o):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
-    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; then dropout.
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n].
 
     Four maps at a time: one map's 16 sums are 2-3 vector registers, and each addition waits
     for the one before (FMA latency); four maps' sums are independent (each map's in the
@@ -520,9 +522,9 @@ def h1_backward(buf, o):
 
 @njit(**PART)
 def backward(buf, label, table, o):
-    """Mirrors torch.autograd.grad(loss, params) for one pattern: the gradient into GRAD
-    (o.sgd: and the step); returns the loss. o.curvature: the pattern's d2E/dw2
-    (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
+    """Mirrors torch.autograd.grad(loss, params) for one pattern, each gradient through
+    `put_grad` (o.sgd: the step right away; else into GRAD); returns the loss. o.curvature:
+    the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
     loss = output_backward(buf, label, o)
     dense_backward(buf, W4, H3, D4, D3, OUT, HP, o)
     act_backward(buf, D3, T3, HP, o)
