@@ -267,20 +267,23 @@ import lecun1989.engines.fast as fast
 from lecun1989.config import apply_overrides, preset
 from lecun1989.model import init_params
 if sys.argv[2] == "no helpers":
-    fast._compile_elsewhere = lambda signature: False
+    fast._compile_elsewhere = lambda *args, **kwargs: False
+if sys.argv[2] == "late helpers":  # the cache lacks only these types: helpers start on the miss
+    fast._compile_early = lambda dtype: None
 cfg = apply_overrides(preset("paper"), ["train.sdlm_samples=60"])
 d = np.load(sys.argv[1])
 engine = fast.FastEngine(cfg, init_params(cfg.model, 0))
 engine.begin_pass(0, d["x"], d["y"])
 losses = engine.train_steps(d["x"], d["y"], 0, 50, 0.01)
 k = engine.batch.k
-print(json.dumps({"losses": losses.tolist(), "run_loaded": sum(k.run.stats.cache_hits.values()),
+print(json.dumps({"losses": losses.tolist(), "early": sorted(fast._EARLY),
+                  "run_loaded": sum(k.run.stats.cache_hits.values()),
                   "compiled_here": sum(sum(f.stats.cache_misses.values()) for f in
                                        (k.forward, k.backward))}))
 """
 
 
-def _first_run(digits, tmp_path, helpers: bool) -> tuple[dict, np.ndarray]:
+def _first_run(digits, tmp_path, helpers: str) -> tuple[dict, np.ndarray]:
     """A process with an empty numba cache trains 50 steps; so does this one (its kernels come
     from the suite's cache): the child's report and this process's losses."""
     import json  # noqa: PLC0415
@@ -292,7 +295,7 @@ def _first_run(digits, tmp_path, helpers: bool) -> tuple[dict, np.ndarray]:
     np.savez(tmp_path / "d.npz", x=x, y=y)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     out = subprocess.run([sys.executable, "-c", FIRST_RUN, str(tmp_path / "d.npz"),
-                          "helpers" if helpers else "no helpers"], env=env,
+                          helpers], env=env,
                          capture_output=True, text=True, check=True, timeout=900)
     cfg = _cfg()
     engine = FastEngine(cfg, init_params(cfg.model, 0))
@@ -300,28 +303,55 @@ def _first_run(digits, tmp_path, helpers: bool) -> tuple[dict, np.ndarray]:
     return json.loads(out.stdout.strip().splitlines()[-1]), engine.train_steps(x, y, 0, 50, 0.01)
 
 
-def test_a_first_run_computes_bit_for_bit_what_later_runs_load(digits, tmp_path):
-    """With an empty cache, helper processes compile the kernels and the run loads them:
-    nothing compiles in the run's process, whose numbers equal a cached run's exactly (a
-    process that compiled the kernels itself would run other copies, rounded differently)."""
-    child, losses = _first_run(digits, tmp_path, helpers=True)
+@pytest.mark.parametrize("helpers", ["helpers", "late helpers"])
+def test_a_first_run_computes_bit_for_bit_what_later_runs_load(digits, tmp_path, helpers):
+    """With an empty cache, helper processes compile the kernels (started with the engine,
+    or late: when numba misses `run`) and the run loads them: nothing compiles in the run's
+    process, whose numbers equal a cached run's exactly (a process that compiled the kernels
+    itself would run other copies, rounded differently)."""
+    child, losses = _first_run(digits, tmp_path, helpers)
+    assert child["early"] == (["float32"] if helpers == "helpers" else [])
     assert child["run_loaded"] == 1 and child["compiled_here"] == 0
     assert np.array_equal(child["losses"], losses)
+
+
+def test_the_early_compile_finds_numbas_cache_without_numba(digits, tmp_path, monkeypatch):
+    """_cache_lacks_run looks where numba keeps the kernels (here: the suite's cache, which
+    holds `run` once an engine has run) and, with NUMBA_CACHE_DIR, only there."""
+    from lecun1989.engines import fast  # noqa: PLC0415
+
+    cfg = _cfg()
+    FastEngine(cfg, init_params(cfg.model, 0)).predict(digits.test_images[:2])
+    assert not fast._cache_lacks_run()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert fast._cache_lacks_run()
 
 
 def test_without_helpers_the_engine_compiles_itself(digits, tmp_path):
     """When the helper processes cannot run, the process compiles the kernels: the same
     training up to rounding."""
-    child, losses = _first_run(digits, tmp_path, helpers=False)
+    child, losses = _first_run(digits, tmp_path, "no helpers")
     assert child["run_loaded"] == 0 and child["compiled_here"] == 2
     np.testing.assert_allclose(child["losses"], losses, rtol=1e-4)
 
 
-def test_the_compiler_script_refuses_other_argument_types():
-    """The helpers compile only for the parent's exact types (else the parent compiles)."""
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_helpers_compile_run_for_the_types_the_engine_calls_it_with(digits, dtype):
+    """_compiler.run_types is what the engine passes `run` (training, SDLM's estimate,
+    prediction), so what the helpers save is what the engine loads."""
     from lecun1989.engines import _compiler  # noqa: PLC0415
 
-    assert _compiler.main("run", "unused", "(not the parent's types)") == 1
+    cfg = apply_overrides(_cfg(), [f"model.dtype={dtype}", "train.sdlm_samples=5"])
+    engine = FastEngine(cfg, init_params(cfg.model, 0))
+    x, y = digits.train_images[:5], digits.train_labels[:5]
+    engine.begin_pass(0, x, y)
+    engine.train_steps(x, y, 0, 5, 0.01)
+    engine.predict(x)
+    k = engine.batch.k
+    assert _compiler.run_types(k, dtype, "float32") in k.run.signatures
+    every = {_compiler.run_types(k, d, i) for d in _compiler.DTYPES for i in _compiler.DTYPES}
+    assert set(k.run.signatures) <= every  # (this process's other engines too)
+    assert _compiler.main("run", "unused", dtype, "int8") == 1  # refused: compiles nothing
 
 
 def test_every_region_starts_on_a_cache_line():

@@ -12,7 +12,9 @@ different seeds) at once, one model per core at a time.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -30,6 +32,8 @@ from lecun1989.model.tables import connection_table
 
 _SLP_LOCK = threading.Lock()
 _COMPILED: set = set()  # (kernel, dtype, image dtype) compiled or loaded in this process
+_EARLY: set = set()  # the dtypes whose compile `_compile_early` started
+_HELPERS: set = set()  # _compiler.py processes running now (stopped if this process exits)
 # The kernels keep H1's units in phase order (_kernels' docstring): unit (y, x) of a map sits
 # at 16 (2 (y % 2) + x % 2) + 4 (y // 2) + x // 2. _PHASE_ORDER[p] is the row-major index there.
 _PHASE_ORDER = np.array([8 * (2 * a + ph // 2) + 2 * b + ph % 2
@@ -108,9 +112,16 @@ def _compile_in_helpers(k):
     first-ever run equals every later one, bit for bit."""
     from numba.core import event  # noqa: PLC0415
 
+    from lecun1989.engines import _compiler  # noqa: PLC0415
+
     class Listener(event.Listener):
         def on_start(self, ev):
-            if ev.data["dispatcher"] is k.run and _compile_elsewhere(str(tuple(ev.data["args"]))):
+            if ev.data["dispatcher"] is not k.run:
+                return
+            args = tuple(ev.data["args"])
+            dtypes = str(args[0].dtype), str(args[2].dtype)
+            if (set(dtypes) <= set(_compiler.DTYPES) and args == _compiler.run_types(k, *dtypes)
+                    and _compile_elsewhere(*dtypes)):
                 raise _CompiledElsewhere
 
         def on_end(self, ev):
@@ -120,22 +131,69 @@ def _compile_in_helpers(k):
         yield
 
 
-def _compile_elsewhere(signature: str) -> bool:
-    """Run _compiler.py for `run`'s argument types (their str): False when it cannot start."""
+def _compile_early(dtype: str) -> None:
+    """A first-ever run (numba's cache holds no `run` at all): start the helpers before this
+    process imports numba, under the compile lock, for float32 images (every data set's;
+    data/base.py), so that their start-up overlaps numba's import here. The first `_run`
+    waits for the lock, then loads what they saved (other types: compiled as usual)."""
+    if dtype in _EARLY or not _cache_lacks_run() or _helper_python() is None:
+        return
+    _EARLY.add(dtype)
+
+    def compile_under_lock():
+        with _compile_lock():
+            if _cache_lacks_run():  # (else another process compiled it meanwhile)
+                _compile_elsewhere(dtype, "float32", meanwhile=_load_numba_registries)
+
+    threading.Thread(target=compile_under_lock, name="fast-engine-compile", daemon=True).start()
+
+
+def _cache_lacks_run() -> bool:
+    """True when no folder where numba may keep the kernels' cache holds a `run`, found
+    without importing numba (its locators: NUMBA_CACHE_DIR, else __pycache__ beside the
+    kernels or the user's cache). A guess that only decides when helpers start: numba
+    itself decides what it loads."""
+    folder = os.path.dirname(os.path.abspath(Path(__file__).with_name("_kernels.py")))
+    sub = f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places = [Path(os.environ["NUMBA_CACHE_DIR"], sub)]
+    else:
+        user = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        places = [Path(folder, "__pycache__"), Path(user, "numba", sub)]
+    return not any(any(place.glob("_kernels.run-*.nbi")) for place in places)
+
+
+def _helper_python() -> list[str] | None:
+    """The command that runs _compiler.py, or None (a frozen app's executable is no Python)."""
     script = Path(__file__).with_name("_compiler.py")
     if not sys.executable or getattr(sys, "frozen", False) or not script.is_file():
-        return False  # (a frozen app's executable is not a Python to run the script with)
+        return None
+    return [sys.executable, str(script)]
+
+
+def _compile_elsewhere(dtype: str, image_dtype: str, meanwhile=None) -> bool:
+    """Run _compiler.py for `run` with weights of `dtype` and images of `image_dtype`, and
+    wait for it: False when it cannot start. meanwhile(): called once a core is free (the
+    first of two helpers has finished)."""
+    command = _helper_python()
+    if command is None:
+        return False
     parts = ("forward", "run") if _cores() >= 2 else ("all",)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             for part in parts:
                 procs.append(subprocess.Popen(
-                    [sys.executable, str(script), part, os.path.join(tmp, "forward-done"),
-                     signature], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    [*command, part, os.path.join(tmp, "forward-done"), dtype, image_dtype],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL))
+                _HELPERS.add(procs[-1])
             for p in procs:
                 p.wait(timeout=900)
+                if meanwhile is not None:
+                    with contextlib.suppress(Exception):  # (only to save time: never fatal)
+                        meanwhile()
+                    meanwhile = None
         except OSError:  # (could not start: when none started, numba compiles right here)
             return bool(procs)
         except subprocess.TimeoutExpired:
@@ -145,7 +203,25 @@ def _compile_elsewhere(signature: str) -> bool:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+                _HELPERS.discard(p)
     return True
+
+
+def _load_numba_registries() -> None:
+    """What numba does here before it loads `run` from the cache (0.6 s: it imports its
+    typing and lowering registries, and scipy to look for BLAS)."""
+    from numba.core.compiler_lock import global_compiler_lock  # noqa: PLC0415
+    from numba.core.registry import cpu_target  # noqa: PLC0415
+
+    with global_compiler_lock:
+        cpu_target.target_context.refresh()
+
+
+@atexit.register
+def _stop_helpers() -> None:
+    """At exit (an early compile may still run in its thread): no helper left behind."""
+    for p in list(_HELPERS):
+        p.kill()
 
 
 def _cores() -> int:
@@ -181,9 +257,10 @@ class FastEngineBatch:
                 raise ConfigError("the models of one batch may differ in their seed only; "
                                   "train other configurations separately")
         self.cfg = cfg = cfgs[0]
+        self.dtype = np.dtype(cfg.model.dtype)
+        _compile_early(self.dtype.name)  # before numba's import: a first-ever run
         k = _kernels()
         self.k, m = k, cfg.model
-        self.dtype = np.dtype(m.dtype)
         self.shapes = layer_shapes(m)
         self.table = connection_table(m.table)
         self.unit_bias = m.bias == "unit"  # NC89: one bias per unit; "map": one per map
