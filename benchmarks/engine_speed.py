@@ -56,23 +56,22 @@ def config(name: str, *overrides):
     return apply_overrides(preset(name), list(overrides))
 
 
-def cpu_us_per_step(engine, data, steps: int, chunk: int, reps: int) -> tuple[float, float]:
-    """Median and least over reps of CPU microseconds per step, chunk steps per train_steps
-    call (on a shared machine other tenants only ever slow a repetition down: the least is
-    the code's own speed, the median what a user may see)."""
+def cpu_us_per_step(engine, data, steps: int, chunk: int) -> float:
+    """CPU microseconds per step of one repetition: `steps` steps, chunk steps per
+    train_steps call."""
     x, y = data.train_images, data.train_labels
-    engine.train_steps(x, y, 0, min(chunk, steps), 1e-4)  # warm (compiles the fast engine)
-    times = []
-    for _ in range(reps):
-        t = time.process_time()
-        for start in range(0, steps, chunk):
-            engine.train_steps(x, y, start, min(start + chunk, steps), 1e-4)
-        times.append((time.process_time() - t) / steps * 1e6)
-    return statistics.median(times), min(times)
+    t = time.process_time()
+    for start in range(0, steps, chunk):
+        engine.train_steps(x, y, start, min(start + chunk, steps), 1e-4)
+    return (time.process_time() - t) / steps * 1e6
 
 
 def per_step(data, reps: int) -> dict:
-    """Reference and fast engine, float32 and float64, SGD and SDLM: CPU us per step."""
+    """Reference and fast engine, float32 and float64, SGD and SDLM: CPU us per step, the
+    median over reps (and the least: on a shared machine other tenants only ever slow a
+    repetition down, so the least is the code's own speed, the median what a user may
+    see). The engines take turns, one repetition each, so that a neighbour's busy second
+    slows all of them alike rather than all the repetitions of one."""
     import torch  # noqa: PLC0415
 
     from lecun1989.engines.fast import FastEngineBatch  # noqa: PLC0415
@@ -80,24 +79,27 @@ def per_step(data, reps: int) -> dict:
     from lecun1989.model import init_params  # noqa: PLC0415
 
     torch.set_num_threads(1)
-    out = {}
+    engines = {}  # name: (engine, steps per repetition)
     for dtype in ("float32", "float64"):
         cfg = config("paper-sgd", f"model.dtype={dtype}")
-        ref = ReferenceEngine(cfg, init_params(cfg.model, 0))
-        out[f"reference_{dtype}"] = cpu_us_per_step(ref, data, 100, 100, reps)[0]
-        fast = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
-        out[f"fast_{dtype}"], out[f"fast_{dtype}_least"] = cpu_us_per_step(fast, data, 2000,
-                                                                            100, reps)
+        engines[f"reference_{dtype}"] = ReferenceEngine(cfg, init_params(cfg.model, 0)), 100
+        engines[f"fast_{dtype}"] = _single(FastEngineBatch(
+            [cfg], [init_params(cfg.model, 0)], threads=1)), 2000
     cfg = config("paper", "model.dtype=float32")
-    fast = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
-    fast.begin_pass(0, data.train_images, data.train_labels)
-    out["fast_sdlm_float32"] = cpu_us_per_step(fast, data, 2000, 100, reps)[0]
-    times = []
+    sdlm = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
+    sdlm.begin_pass(0, data.train_images, data.train_labels)
+    engines["fast_sdlm_float32"] = sdlm, 2000
+    for engine, _ in engines.values():  # warm (compiles the fast engine)
+        cpu_us_per_step(engine, data, 10, 10)
+    times = {name: [] for name in [*engines, "sdlm_estimate_seconds"]}
     for _ in range(reps):
+        for name, (engine, steps) in engines.items():
+            times[name].append(cpu_us_per_step(engine, data, steps, 100))
         t = time.process_time()
-        fast.begin_pass(0, data.train_images, data.train_labels)
-        times.append(time.process_time() - t)
-    out["sdlm_estimate_seconds"] = statistics.median(times)  # on sdlm_samples patterns
+        sdlm.begin_pass(0, data.train_images, data.train_labels)  # on sdlm_samples patterns
+        times["sdlm_estimate_seconds"].append(time.process_time() - t)
+    out = {name: statistics.median(v) for name, v in times.items()}
+    out["fast_float32_least"] = min(times["fast_float32"])
     return out
 
 
@@ -134,8 +136,9 @@ def _head(data, n: int):
                    data.test_images[:n], data.test_labels[:n])
 
 
-def many_models(data, k: int = 64, threads: int = 2, steps: int = 400) -> float:
-    """Model-samples per second (wall) of K models (seeds 0..K-1) on `threads` threads."""
+def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200) -> float:
+    """Model-samples per second (wall) of K models (seeds 0..K-1) on `threads` threads: the
+    median over reps of `steps` steps each."""
     from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
     from lecun1989.model import init_params  # noqa: PLC0415
 
@@ -143,10 +146,13 @@ def many_models(data, k: int = 64, threads: int = 2, steps: int = 400) -> float:
     batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads)
     x, y = data.train_images, data.train_labels
     batch.train_steps(x, y, 0, 10, 1e-4)
-    t = time.perf_counter()
-    for start in range(0, steps, 100):
-        batch.train_steps(x, y, start, start + 100, 1e-4)
-    return k * steps / (time.perf_counter() - t)
+    rates = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        for start in range(0, steps, 100):
+            batch.train_steps(x, y, start, start + 100, 1e-4)
+        rates.append(k * steps / (time.perf_counter() - t))
+    return statistics.median(rates)
 
 
 CHILD = """
@@ -235,7 +241,7 @@ def main() -> int:
     r["sdlm_over_sgd_per_pass"] = (steps["fast_sdlm_float32"] * n / 1e6
                                    + steps["sdlm_estimate_seconds"]) / (
                                        steps["fast_float32"] * n / 1e6)
-    r["models64_samples_per_s"] = many_models(data)
+    r["models64_samples_per_s"] = many_models(data, 3 if args.quick else args.reps)
     if not args.quick:
         wall, cpu, final = reproduction_seconds(data, "paper")
         r.update(reproduction_23_passes_s=wall, reproduction_23_passes_cpu_s=cpu,
