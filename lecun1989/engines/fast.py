@@ -109,7 +109,8 @@ def _compile_in_helpers(k):
     once on two cores) and raise _CompiledElsewhere: the caller then loads `run` from the
     cache (or, if the helpers failed, compiles it). A process that compiled the kernels runs
     other copies of them than a cached `run` holds, which differ in rounding; this way the
-    first-ever run equals every later one, bit for bit."""
+    first-ever run equals every later one, bit for bit. (With no `run` in the cache at all,
+    `_compile_early` has started the helpers already.)"""
     from numba.core import event  # noqa: PLC0415
 
     from lecun1989.engines import _compiler  # noqa: PLC0415
