@@ -226,7 +226,8 @@ def main() -> int:
     numba.set_num_threads(1)
     data = digits(args.data_dir)
     r = {"machine": machine(), "data": data.name}
-    steps = per_step(data, 3 if args.quick else args.reps)
+    reps = 3 if args.quick else args.reps
+    steps = per_step(data, reps)
     r.update({"reference_us_per_step": steps["reference_float32"],
               "fast_us_per_step": steps["fast_float32"],
               "fast_us_per_step_least": steps["fast_float32_least"],
@@ -241,7 +242,7 @@ def main() -> int:
     r["sdlm_over_sgd_per_pass"] = (steps["fast_sdlm_float32"] * n / 1e6
                                    + steps["sdlm_estimate_seconds"]) / (
                                        steps["fast_float32"] * n / 1e6)
-    r["models64_samples_per_s"] = many_models(data, 3 if args.quick else args.reps)
+    r["models64_samples_per_s"] = many_models(data, reps)
     if not args.quick:
         wall, cpu, final = reproduction_seconds(data, "paper")
         r.update(reproduction_23_passes_s=wall, reproduction_23_passes_cpu_s=cpu,

@@ -294,9 +294,8 @@ def _first_run(digits, tmp_path, helpers: str) -> tuple[dict, np.ndarray]:
     x, y = digits.train_images[:60], digits.train_labels[:60]
     np.savez(tmp_path / "d.npz", x=x, y=y)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", FIRST_RUN, str(tmp_path / "d.npz"),
-                          helpers], env=env,
-                         capture_output=True, text=True, check=True, timeout=900)
+    out = subprocess.run([sys.executable, "-c", FIRST_RUN, str(tmp_path / "d.npz"), helpers],
+                         env=env, capture_output=True, text=True, check=True, timeout=900)
     cfg = _cfg()
     engine = FastEngine(cfg, init_params(cfg.model, 0))
     engine.begin_pass(0, x, y)
