@@ -20,6 +20,7 @@ from lecun1989.analysis.history import (
     read_jsonl,
     read_loss,
     read_param_history,
+    read_pass_weights,
     read_snapshots,
 )
 from lecun1989.config import apply_overrides, preset
@@ -96,6 +97,19 @@ def test_snapshots_hold_the_full_weights(trained_run):
         np.testing.assert_array_equal(snaps[name][0], initial[name].astype(np.float32))
 
 
+def test_pass_weights_hold_the_initial_and_every_pass_end_weights(trained_run):
+    weights = read_pass_weights(trained_run.dir)
+    assert len(weights) == trained_run.cfg.train.passes + 1
+    initial = init_params(trained_run.cfg.model, trained_run.cfg.seed)
+    final = checkpoint.load(trained_run.dir)[1]
+    shapes = layer_shapes(trained_run.cfg.model)
+    for name in PARAM_NAMES:
+        assert weights[0][name].shape == shapes[name]
+        np.testing.assert_array_equal(weights[0][name], initial[name].astype(np.float32))
+        np.testing.assert_array_equal(weights[-1][name], final[name])
+    assert not np.array_equal(weights[1]["h1_w"], weights[0]["h1_w"])  # pass 1 moved them
+
+
 def test_a_killed_run_keeps_its_complete_records(trained_run, tmp_path):
     run_dir = tmp_path / "killed"
     shutil.copytree(trained_run.dir, run_dir)
@@ -133,6 +147,9 @@ def test_an_interrupted_and_resumed_run_records_what_an_uninterrupted_one_does(t
     fit(cfg, data, parts, resume=True, callbacks=[HistoryRecorder(parts, cfg)], **quiet)
     assert read_jsonl(parts / LOSS) == read_jsonl(whole / LOSS)
     assert read_param_history(parts) == read_param_history(whole)
+    for a, b in zip(read_pass_weights(parts), read_pass_weights(whole), strict=True):
+        for name in PARAM_NAMES:
+            np.testing.assert_array_equal(a[name], b[name])
     steps, snaps = read_snapshots(parts)
     assert steps.tolist() == read_snapshots(whole)[0].tolist() == [0, 120, 240]
     for name, values in read_snapshots(whole)[1].items():

@@ -9,6 +9,10 @@ params.jsonl   a fixed-size histogram of every parameter tensor every `train.his
 snapshots.bin  optional full parameter snapshots every `train.snapshot_every` steps, raw
                little-endian values one record after another (39 KB each in float32);
                snapshots.json says how to read them
+pass_weights.safetensors
+               every parameter after each pass, as trained (tensor "<name>" of shape
+               (passes done + 1, *shape); row 0 the initial weights): what the demo page's
+               pass slider and the pictures of learning over time draw (23 x 9,760 numbers)
 Steps count patterns presented; "pass" is 1-based (0: the initial weights).
 """
 
@@ -21,12 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from lecun1989.config import RunConfig
+from lecun1989.errors import CheckpointError
 from lecun1989.model.net import PARAM_NAMES, init_params
 from lecun1989.train import rundir
 
 LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX = "loss.jsonl", "params.jsonl", "snapshots.bin", \
     "snapshots.json"
-FILES = (LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX)
+PASS_WEIGHTS = "pass_weights.safetensors"
+FILES = (LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX, PASS_WEIGHTS)
 BINS = 64  # histogram bins per tensor and record
 
 
@@ -65,6 +71,8 @@ class HistoryRecorder:
         initial = init_params(self.cfg.model, self.cfg.seed)
         initial = {k: v.astype(self.cfg.model.dtype) for k, v in initial.items()}
         self._record_params(0, 0, initial)
+        self._pass_weights = [initial]
+        _write_pass_weights(self.out, self._pass_weights)
         if self.cfg.train.snapshot_every:
             self._snapshot(0, initial)
         self._started = True
@@ -105,6 +113,12 @@ class HistoryRecorder:
             rundir.write_json(index_path, index)
         self._pending = []
         self._last_params = self._last_snapshot = step
+        self._pass_weights = read_pass_weights(self.out)[:passes_done + 1]
+        if len(self._pass_weights) != passes_done + 1:  # written before this file existed
+            raise CheckpointError(f"{self.out / PASS_WEIGHTS}: holds "
+                                  f"{len(self._pass_weights)} passes' weights, the checkpoint "
+                                  f"{passes_done}; start the run again")
+        _write_pass_weights(self.out, self._pass_weights)
         self._started = True
 
     def on_pass(self, pass_index: int, metrics: dict, engine) -> None:
@@ -112,8 +126,11 @@ class HistoryRecorder:
         _append_lines(self.out / LOSS, self._pending)
         self._pending = []
         step = metrics["step"]
+        params = engine.params()
+        self._pass_weights.append(params)
+        _write_pass_weights(self.out, self._pass_weights)
         if pass_index + 1 == self.passes and self._last_params < step:
-            self._record_params(step, pass_index + 1, engine.params())
+            self._record_params(step, pass_index + 1, params)
 
     def _record_params(self, step: int, pass_number: int, params: dict) -> None:
         record = {"step": step, "pass": pass_number,
@@ -137,6 +154,14 @@ class HistoryRecorder:
         index["steps"].append(step)
         rundir.write_json(index_path, index)
         self._last_snapshot = step
+
+
+def _write_pass_weights(out: Path, weights: list[dict]) -> None:
+    """pass_weights.safetensors from a list of parameter sets (row p: after pass p)."""
+    from safetensors.numpy import save
+
+    stacked = {n: np.ascontiguousarray(np.stack([w[n] for w in weights])) for n in PARAM_NAMES}
+    rundir.write_bytes(out / PASS_WEIGHTS, save(stacked))
 
 
 def _append_lines(path: Path, records: list[dict]) -> None:
@@ -206,6 +231,28 @@ def param_density(records: list[dict], name: str, bins: int = BINS):
             cdf[-1] = counts.sum()
         density[:, j] = np.diff(cdf) / counts.sum()
     return np.array([r["step"] for r in records]), edges, density
+
+
+def read_pass_weights(run_dir: str | os.PathLike) -> list[dict[str, np.ndarray]]:
+    """The parameters after each pass: item p holds them after pass p (item 0: the initial
+    weights); [] when the run kept none (runs written before the file existed)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(run_dir) / PASS_WEIGHTS
+    if not path.is_file():
+        return []
+    try:
+        stacked = load(path.read_bytes())
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e}); "
+                              "train the run again to rewrite it") from None
+    if set(stacked) != set(PARAM_NAMES):
+        raise CheckpointError(f"{path}: holds {sorted(stacked)}, expected {list(PARAM_NAMES)}")
+    rows = {len(v) for v in stacked.values()}
+    if len(rows) != 1:
+        raise CheckpointError(f"{path}: its tensors hold different numbers of passes")
+    return [{n: stacked[n][p] for n in PARAM_NAMES} for p in range(rows.pop())]
 
 
 def read_snapshots(run_dir: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
