@@ -33,7 +33,7 @@ class ModelConfig:
     output_activation: bool = True  # NC89: output units are squashed too
     init: str = "2.4/F"  # NC89: U[-2.4/F, 2.4/F], F = fan-in; "2.4/sqrt(F)" is Karpathy's reading
     bias_init: str = "zeros"  # not stated in NC89; "zeros" (guess) or "uniform" (as the weights)
-    output_bias_init: float = 0.0  # Karpathy: -1 (all outputs start at the "no" target)
+    output_bias_init: float | None = None  # None: as bias_init; Karpathy: -1 (the "no" target)
     dropout: float = 0.0  # ablation ladder only (before H3)
     dtype: str = "float32"  # "float32" | "float64" (the notebook)
 
@@ -130,7 +130,8 @@ GUESSES = {
     "model.tanh_slope": "NC89 names a scaled tanh without constants; S = 2/3 from EB98 §4.4",
     "model.init": "NC89: U[-2.4/F, 2.4/F]; Karpathy suspects a lost square root (2.4/sqrt(F))",
     "model.bias_init": "not stated in NC89; guess: zeros",
-    "model.output_bias_init": "not stated in NC89; guess: 0 (Karpathy: -1)",
+    "model.output_bias_init": "not stated in NC89; guess: as the other biases, bias_init "
+                              "(Karpathy: -1)",
     "train.target": "NC89: targets 'in the quasi-linear range'; guess: +1/-1",
     "train.optimizer": "NC89 §4: a diagonal Newton rule ('sdlm', EB98 §9.1); 'sgd' is the "
                        "reproductions' stand-in",
@@ -336,6 +337,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"model.input_size={cfg.model.input_size} must be 16 or 28")
     if cfg.model.dropout >= 1:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be below 1")
+    obi = cfg.model.output_bias_init
+    if obi is not None and (isinstance(obi, bool) or not isinstance(obi, (int, float))
+                            or not math.isfinite(obi)):
+        raise ConfigError(f"model.output_bias_init={obi!r} must be a number, or null to "
+                          "follow model.bias_init")
     if cfg.train.lr_final is not None and not (
         isinstance(cfg.train.lr_final, (int, float)) and cfg.train.lr_final > 0
     ):

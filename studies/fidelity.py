@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lecun1989.analysis.stats import aggregate
+from lecun1989.stats import aggregate
 from lecun1989.config import apply_overrides, preset
 from lecun1989.train.loop import fit_seeds, load_run_data
 

@@ -22,7 +22,8 @@ from lecun1989.config import ModelConfig, TrainConfig, apply_overrides, preset
 from lecun1989.engines.reference import ReferenceEngine, sample_loss
 from lecun1989.model.net import PARAM_NAMES, Net1989, init_params
 from lecun1989.model.tables import connection_table
-from lecun1989.train import checkpoint, sdlm
+from lecun1989.optim import sdlm
+from lecun1989.train import checkpoint
 from lecun1989.train.loop import RunData, fit
 
 F64 = torch.float64

@@ -1,9 +1,9 @@
-"""Statistics over seeds (lecun1989.analysis.stats) against numpy's own."""
+"""Statistics over seeds (lecun1989.stats) against numpy's own."""
 
 import numpy as np
 import pytest
 
-from lecun1989.analysis.stats import STATS, aggregate, describe
+from lecun1989.stats import STATS, aggregate, describe
 
 
 def _summary(rng) -> dict:

@@ -3,153 +3,182 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from lecun1989 import paper
 from lecun1989.config import PRESETS, apply_overrides, preset
-from lecun1989.errors import CheckpointError, UserError
+from lecun1989.errors import UserError
+
+SEEDS_HELP = ("several models, one per seed, trained side by side into RUN_DIR/seed-<s>/: "
+              "0-4 (five seeds), 0,3,7 (three), 5 (seed 5 alone; a bare number is one seed in "
+              "every command)")
 
 
 def add_run_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> None:
-    p.add_argument("--preset", default=default_preset, help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--preset", default=default_preset,
+                   help=f"the configuration to start from: {', '.join(PRESETS)} "
+                        "(default: %(default)s)")
     p.add_argument("--data", default=None,
                    help="usps | mnist | mnist-5k | digits (default: usps when found, else "
                         "the embedded mnist-5k)")
     p.add_argument("--data-dir", default=None,
-                   help="folder with zip.train[.gz] and zip.test[.gz] (or set LECUN1989_DATA)")
-    p.add_argument("--passes", type=int, default=None, help="passes through the training set")
-    p.add_argument("--seed", type=int, default=None, help="fixes the initial weights")
-    p.add_argument("--engine", default=None, choices=("auto", "reference", "fast"))
+                   help="folder with zip.train[.gz] and zip.test[.gz] (default: "
+                        "$LECUN1989_DATA, else the download cache)")
+    p.add_argument("--passes", type=int, default=None,
+                   help="passes through the training set (default: the preset's; paper: 23)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="fixes the initial weights, and any shuffling (default: the preset's, 0)")
+    p.add_argument("--seeds", default=None, metavar="SEEDS", help=SEEDS_HELP)
+    p.add_argument("--engine", default=None, choices=("auto", "reference", "fast"),
+                   help="auto: the fastest engine that supports the configuration, and it says "
+                        "why; reference: PyTorch, every option; fast: compiled (default: auto)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.lr=0.01 --set table=full")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<time>-<preset>-...)")
-    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder")
+                   help="override a config field, e.g. --set train.lr=0.01 --set table=full "
+                        "(`lecun1989 config` lists every key)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: runs/<time>-<preset>-<data>-s<seed>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse a non-empty --out folder, replacing its run once the new one "
+                        "has started")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_parsers(sub) -> None:
     """Register `reproduce` and `train`."""
     for name, text, compare in (
-            ("reproduce", "train a preset and hold it against the paper's table", True),
-            ("train", "train with any configuration (--set key=value)", False)):
-        p = sub.add_parser(name, help=text)
+            ("reproduce", "train a preset (default: paper) and hold it against the paper's "
+                          "table", True),
+            ("train", "train any configuration (--set key=value); no comparison table", False)):
+        p = sub.add_parser(name, help=text, description=text)
         add_run_args(p)
         add_resume_arg(p)
         add_tensorboard_arg(p)
-        p.add_argument("--seeds", type=int, default=1, metavar="K",
-                       help="train K models, seeds S..S+K-1 (S from --seed), together on the "
-                            "fast engine; summary.json then holds every run and an aggregate")
         p.set_defaults(func=lambda args, compare=compare: cmd_train(args, compare=compare))
 
 
 def add_tensorboard_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", action="store_true",
-                   help="also write TensorBoard logs into RUN_DIR/tensorboard (needs the optional "
-                        "tensorboard package)")
+                   help="also write TensorBoard logs into each run folder's tensorboard/ "
+                        "(needs the optional tensorboard package)")
 
 
 def add_resume_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                   help="continue an interrupted run with its own config (only --data-dir "
-                        "and --quiet may be given too); ends as the uninterrupted run would")
+                   help="continue an interrupted run (one model or several seeds) with its own "
+                        "config (only --data-dir, --quiet and --tensorboard may be given too); "
+                        "it ends as the uninterrupted run would, bit for bit")
+
+
+# flag -> the config key it sets (a flag and a --set of the same key may not both be given)
+FLAG_KEYS = {"data": "data.name", "data_dir": "data.data_dir", "passes": "train.passes",
+             "seed": "seed", "engine": "engine"}
 
 
 def config_from_args(args):
+    """The preset, the flags and the --set overrides; a flag and a --set naming the same key
+    are refused (one of them would be dropped silently)."""
     cfg = preset(args.preset)
     overrides = list(args.overrides)
-    for flag, key in (("data", "data.name"), ("data_dir", "data.data_dir"),
-                      ("passes", "train.passes"), ("seed", "seed"), ("engine", "engine")):
+    given = {item.split("=", 1)[0].strip() for item in overrides}
+    for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
+        if value is None:
+            continue
+        if key in given or key.rpartition(".")[2] in given:
+            option = "--" + flag.replace("_", "-")
+            raise UserError(f"{option} and --set {key} both set {key}; give only one of them")
+        overrides.append(f"{key}={value}")
+    if args.seeds is not None and "seed" in given | {k for k in ("seed",) if args.seed is not None}:
+        raise UserError("--seeds and --seed (or --set seed) both choose seeds; give only --seeds")
     return apply_overrides(cfg, overrides)
 
 
-def resume_config(args):
+def _resume_config(args):
     """The config an interrupted run was started with (from its checkpoint), --data-dir applied."""
-    from lecun1989.train import checkpoint, rundir  # noqa: PLC0415
+    from lecun1989.train.loop import resume_config
 
     flags = {"--preset": args.preset != "paper", "--set": args.overrides, "--data": args.data,
              "--passes": args.passes is not None, "--seed": args.seed is not None,
-             "--engine": args.engine, "--out": args.out, "--overwrite": args.overwrite}
+             "--seeds": args.seeds is not None, "--engine": args.engine, "--out": args.out,
+             "--overwrite": args.overwrite}
     given = [flag for flag, value in flags.items() if value]
     if given:
         raise UserError(f"--resume continues a run with its own config; leave out "
                         f"{', '.join(given)}")
-    path = Path(args.resume) / rundir.CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"--resume {args.resume}: no {rundir.CHECKPOINT} in it; pass the "
-                              "folder of an interrupted run")
-    cfg = checkpoint.load(path)[0]
+    cfg = resume_config(args.resume)
     if args.data_dir is not None:
         cfg.data.data_dir = args.data_dir
     return cfg
 
 
 def cmd_train(args, compare: bool) -> int:
-    from lecun1989.analysis.history import HistoryRecorder  # noqa: PLC0415
-    from lecun1989.train.loop import RunInterrupted, fit, load_run_data, resolve_out  # noqa: PLC0415
+    from lecun1989.analysis.history import HistoryRecorder
+    from lecun1989.train.loop import (
+        SEEDS,
+        RunInterrupted,
+        fit,
+        load_run_data,
+        parse_seeds,
+        resolve_out,
+    )
 
-    resume = getattr(args, "resume", None)
-    if args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: give the number of seeds, 1 or more")
-    if args.seeds > 1 and (resume or getattr(args, "tensorboard", False)):
-        raise UserError("--seeds K trains several runs at once; it does not combine with "
-                        "--resume or --tensorboard (resume or log each seed-<k> run alone)")
-    cfg = resume_config(args) if resume else config_from_args(args)
+    resume = args.resume
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    cfg = _resume_config(args) if resume else config_from_args(args)
+    tensorboard = args.tensorboard
+    if tensorboard:
+        from lecun1989.analysis.tensorboard import TensorBoardLogger, check_available
+
+        check_available()
     data = load_run_data(cfg)
     print(f"data: {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test "
           f"digits, {cfg.model.input_size}x{cfg.model.input_size}")
     if data.note:
         print(f"note: {data.note}")
-    out = Path(resume) if resume else resolve_out(args.out, cfg)
-    print(f"preset: {cfg.preset}, seed {cfg.seed}, {cfg.train.passes} passes, "
-          f"optimizer {cfg.train.optimizer}; writing {out}")
-    if args.seeds > 1:
-        return _train_seeds(cfg, data, out, args, compare)
-    callbacks = [HistoryRecorder(out, cfg)]  # loss.jsonl, params.jsonl: see analysis/history.py
-    if getattr(args, "tensorboard", False):
-        from lecun1989.analysis.tensorboard import TensorBoardLogger  # noqa: PLC0415
+    out = Path(resume) if resume else resolve_out(args.out, cfg, seeds)
+    many = seeds is not None or (resume and (out / SEEDS).is_file())
+    who = (f"seeds {args.seeds}" if seeds is not None else "seeds of the run" if many
+           else f"seed {cfg.seed}")
+    print(f"preset: {cfg.preset}, {who}, {cfg.train.passes} passes, optimizer "
+          f"{cfg.train.optimizer}; writing {out}")
+    if seeds is not None and len(seeds) == 1 and args.seeds.strip().isdigit():
+        print(f"note: --seeds {args.seeds} is the one seed {seeds[0]}; for {seeds[0]} seeds "
+              f"from 0 write --seeds 0-{max(seeds[0] - 1, 0)}")
 
-        callbacks.append(TensorBoardLogger(out, cfg))
+    def callbacks(model_cfg, model_out):  # loss.jsonl, params.jsonl: analysis/history.py
+        found = [HistoryRecorder(model_out, model_cfg)]
+        if tensorboard:
+            found.append(TensorBoardLogger(model_out, model_cfg))
+        return found
+
     try:
-        run = fit(cfg, data, out, overwrite=args.overwrite, resume=bool(resume),
-                  progress=not args.quiet, callbacks=callbacks)
+        result = fit(cfg, data, out, seeds=seeds, overwrite=args.overwrite,
+                     resume=bool(resume), progress=not args.quiet, callbacks=callbacks)
     except RunInterrupted as e:  # a checkpoint was saved: say how to go on, in one line
         print(f"lecun1989: {e}; resume with: lecun1989 {args.command} --resume {out}",
               file=sys.stderr)
         return 128 + e.signum
+    runs = result if isinstance(result, list) else [result]
+    if tensorboard:
+        from lecun1989.analysis.tensorboard import add_pictures
+
+        for run in runs:
+            add_pictures(run.out)
+        print(f"TensorBoard: tensorboard --logdir {out}")
+    if many:
+        from lecun1989.train import rundir
+
+        summary = json.loads((out / rundir.SUMMARY).read_text())
+        if compare:
+            print(comparison_table(summary))
+        print(f"done: {len(runs)} seeds, {summary['seconds']:.1f} s of training; results in "
+              f"{out} (each seed in {out}/seed-<s>/, the spread in {out / rundir.SUMMARY})")
+        return 0
     if compare:
-        print(comparison_table(run.summary))
-    if getattr(args, "tensorboard", False):
-        from lecun1989.analysis.tensorboard import add_pictures  # noqa: PLC0415
-
-        add_pictures(out)
-        print(f"TensorBoard: tensorboard --logdir {out / 'tensorboard'}")
-    print(f"done in {run.summary['seconds']:.1f} s of training; results in {out}")
-    return 0
-
-
-def _train_seeds(cfg, data, out: Path, args, compare: bool) -> int:
-    """Train seeds S..S+K-1 together; out/summary.json holds the runs and their aggregate."""
-    from lecun1989.analysis.stats import aggregate  # noqa: PLC0415
-    from lecun1989.train import rundir  # noqa: PLC0415
-    from lecun1989.train.loop import fit_seeds  # noqa: PLC0415
-
-    seeds = list(range(cfg.seed, cfg.seed + args.seeds))
-    runs = fit_seeds(cfg, data, seeds, out, overwrite=args.overwrite, progress=not args.quiet)
-    summary = {"preset": cfg.preset, "seeds": seeds, "data": runs[0]["data"],
-               "engine": runs[0]["engine"], "seconds": sum(r["seconds"] for r in runs),
-               "mse_convention": runs[0]["mse_convention"],
-               "runs": [{"seed": s, "dir": f"seed-{s}", **r} for s, r in zip(seeds, runs,
-                                                                               strict=True)],
-               "aggregate": aggregate(runs)}
-    rundir.write_json(out / rundir.SUMMARY, summary)
-    if compare:
-        print(comparison_table(summary))
-    print(f"done: {len(seeds)} seeds, {summary['seconds']:.1f} s of training in all; runs in "
-          f"{out}/seed-<k>, the aggregate in {out / rundir.SUMMARY}")
+        print(comparison_table(runs[0].summary))
+    print(f"done in {runs[0].summary['seconds']:.1f} s of training; results in {out}")
     return 0
 
 

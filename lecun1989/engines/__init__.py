@@ -1,48 +1,66 @@
-"""Training engines: `reference` (PyTorch eager, the oracle) and `fast` (compiled passes)."""
+"""Training engines, each a module that declares what it computes (engines/base.py):
+
+    reference   PyTorch eager, autograd: the oracle; every configuration
+    fast        compiled whole passes (Numba), one model per core at a time
+
+`choose_engine` resolves `engine="auto"` from the declarations, `make_engine` builds one.
+A new engine is a module with NAME, SUPPORTS, PER_MODEL, RULES and a class, plus one line in
+ENGINES (the preferred first).
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import numpy as np
 
 from lecun1989.config import RunConfig
-from lecun1989.engines.base import Engine
+from lecun1989.engines.base import Engine, ModelView, unsupported
+from lecun1989.errors import ConfigError
 
-ENGINES = ("reference", "fast")
+# name -> (module, class); `auto` takes the first that supports a configuration.
+ENGINES = {
+    "fast": ("lecun1989.engines.fast", "FastEngine"),
+    "reference": ("lecun1989.engines.reference", "ReferenceEngine"),
+}
 
 
-def fast_unsupported(cfg: RunConfig) -> str | None:
-    """Why the fast engine cannot run this config, or None when it can."""
+def why_not(name: str, cfgs: list[RunConfig]) -> str | None:
+    """Why engine `name` cannot train `cfgs` together (one line), or None when it can."""
     try:
-        from lecun1989.engines import fast  # noqa: PLC0415
-    except ImportError as e:  # the fast engine is optional at import time
-        return f"the fast engine is unavailable ({e})"
-    return fast.unsupported(cfg)
+        module = import_module(ENGINES[name][0])
+    except ImportError as e:  # a compiled engine's library missing: the others still run
+        return f"the {name} engine is unavailable ({e})"
+    return unsupported(module, cfgs)
 
 
-def choose_engine(cfg: RunConfig) -> tuple[str, str]:
-    """(engine name, reason) for cfg.engine, resolving "auto"."""
-    if cfg.engine != "auto":
-        return cfg.engine, "chosen with --engine"
-    reason = fast_unsupported(cfg)
-    if reason is None:
-        return "fast", "auto: the fast engine supports this configuration"
-    return "reference", f"auto: {reason}"
-
-
-def make_engine(name: str, cfg: RunConfig, params: dict[str, np.ndarray]) -> Engine:
-    """An engine by name, starting from `params`."""
-    if name == "fast":
-        from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
-
-        reason = fast_unsupported(cfg)
+def choose_engine(cfgs: RunConfig | list[RunConfig]) -> tuple[str, str]:
+    """(engine name, reason) for the models `cfgs` (their `engine` field), resolving "auto";
+    a named engine that cannot train them is a ConfigError naming why."""
+    cfgs = [cfgs] if isinstance(cfgs, RunConfig) else list(cfgs)
+    wanted = cfgs[0].engine
+    if wanted != "auto":
+        reason = why_not(wanted, cfgs)
         if reason is not None:
-            from lecun1989.errors import ConfigError  # noqa: PLC0415
+            raise ConfigError(f"--engine {wanted}: {reason}; use --engine auto")
+        return wanted, "chosen with --engine"
+    reasons = []
+    for name in ENGINES:
+        reason = why_not(name, cfgs)
+        if reason is None:
+            because = f"; {'; '.join(reasons)}" if reasons else ""
+            return name, f"auto: the {name} engine supports this configuration{because}"
+        reasons.append(reason)
+    raise ConfigError(f"no engine can train this configuration: {'; '.join(reasons)}")
 
-            raise ConfigError(f"--engine fast: {reason}; use --engine reference")
-        return FastEngine(cfg, params)
-    from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
 
-    return ReferenceEngine(cfg, params)
+def make_engine(name: str, cfgs: list[RunConfig], params: list[dict[str, np.ndarray]]) -> Engine:
+    """Engine `name` training the models `cfgs` from `params` (one parameter set each)."""
+    reason = why_not(name, cfgs)
+    if reason is not None:
+        raise ConfigError(f"--engine {name}: {reason}; use --engine auto")
+    module, cls = ENGINES[name]
+    return getattr(import_module(module), cls)(cfgs, params)
 
 
-__all__ = ["ENGINES", "Engine", "choose_engine", "make_engine"]
+__all__ = ["ENGINES", "Engine", "ModelView", "choose_engine", "make_engine", "why_not"]

@@ -1,7 +1,7 @@
 """Numba kernels of the fast engine: one function per layer and direction, one pattern a call.
 
 Each function mirrors a line of the reference (`Net1989.layers`, autograd, `optim.SGD`,
-`train/sdlm.py`, `torch.optim.AdamW`). Everything one model needs lives in ONE flat array
+`optim/sdlm.py`, `torch.optim.AdamW`). Everything one model needs lives in ONE flat array
 `buf`: its parameters, their step sizes, SDLM's second derivatives, AdamW's moments and every
 intermediate of the current pattern, at the constant offsets below (shapes in comments, C
 order). K models are K rows of (K, SIZE); `fast.py` runs them on threads (the kernels release
@@ -113,11 +113,11 @@ SIZE = _after(ADAM_STEP, 16)
 
 # A configuration's options as the kernels take them (fast.py builds it; A, S, pad, target
 # are of the engine's dtype). relu: max(a, 0) in place of A tanh(S a) (then A = S = 1);
-# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP; sgd:
-# `backward` takes SGD's (or SDLM's) step; adamw: `run` takes AdamW's; curvature: `backward`
-# propagates SDLM's second derivatives.
-Options = namedtuple("Options", "unit_bias squash_out relu ce dropout sgd adamw curvature A S "
-                                "pad target")
+# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP;
+# step_in_backward: `backward` takes the step itself (SGD, and SDLM with its factors);
+# adamw: `run` takes AdamW's; curvature: `backward` propagates SDLM's second derivatives.
+Options = namedtuple("Options", "unit_bias squash_out relu ce dropout step_in_backward adamw "
+                                "curvature A S pad target")
 
 
 # --- tanh without libm --------------------------------------------------------------------
@@ -342,11 +342,11 @@ def forward(buf, image, table, o):
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
-# `backward` computes autograd's gradients. With o.sgd it takes each parameter's SGD (or
-# SDLM) step as soon as the gradient is known and the layers below no longer read the
+# `backward` computes autograd's gradients. With o.step_in_backward it takes each parameter's
+# SGD (or SDLM) step as soon as the gradient is known and the layers below no longer read the
 # parameter: optim.SGD.step's numbers; else it keeps the gradient at GRAD + (the parameter's
 # offset), for `adamw_step` or SDLM's estimate (`put_grad`). With o.curvature the same
-# functions back-propagate EB98's second derivatives instead (train/sdlm.py): d2E/dy2 (2/10,
+# functions back-propagate EB98's second derivatives instead (optim/sdlm.py): d2E/dy2 (2/10,
 # or p (1 - p)) at the outputs, f'^2 for f', and, set up by `run`, squared weights
 # and inputs (`square_inputs`): GRAD then holds the pattern's d2E/dw2.
 
@@ -383,9 +383,9 @@ def output_backward(buf, label, o):
 
 @njit(inline="always", **JIT)
 def put_grad(buf, at, g, o):
-    """Parameter `at`'s gradient g: o.sgd: its step now, p += STEP g, STEP = -lr / (mu + h)
-    (optim.SGD.step: h = 0, mu = 1; sdlm.SDLM.step); else kept in GRAD."""
-    if o.sgd:
+    """Parameter `at`'s gradient g: o.step_in_backward: its step now, p += STEP g,
+    STEP = -lr / (mu + h) (optim.SGD.step: h = 0, mu = 1; sdlm.SDLM.step); else kept in GRAD."""
+    if o.step_in_backward:
         buf[at] += buf[STEP + at] * g
     else:
         buf[GRAD + at] = g
@@ -400,7 +400,7 @@ def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
     for j in range(n_out):
         dj = buf[d + j]
         put_grad(buf, w + n_out * n_in + j, dj, o)  # b follows w in the layout
-        if o.sgd:  # put_grad's branch outside the loop: each loop vectorises
+        if o.step_in_backward:  # put_grad's branch outside the loop: each loop vectorises
             for i in range(n_in):
                 buf[dx + i] += buf[w + j * n_in + i] * dj
                 buf[w + j * n_in + i] += buf[STEP + w + j * n_in + i] * (dj * buf[x + i])
@@ -523,8 +523,8 @@ def h1_backward(buf, o):
 @njit(**PART)
 def backward(buf, label, table, o):
     """Mirrors torch.autograd.grad(loss, params) for one pattern, each gradient through
-    `put_grad` (o.sgd: the step right away; else into GRAD); returns the loss. o.curvature:
-    the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
+    `put_grad` (o.step_in_backward: the step right away; else into GRAD); returns the loss.
+    o.curvature: the pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
     loss = output_backward(buf, label, o)
     dense_backward(buf, W4, H3, D4, D3, OUT, HP, o)
     act_backward(buf, D3, T3, HP, o)
@@ -600,7 +600,7 @@ def run(buf, table, images, labels, keep, start, stop, job, lr, weight_decay, o,
     """The one compiled entry point (one `forward` and one `backward` to compile): for each
     pattern s of images[start:stop], in order, `forward`, then by job
 
-    TRAIN:    `backward` (with o.sgd: and the step) or `backward` then `adamw_step`;
+    TRAIN:    `backward` (with o.step_in_backward: and the step) or `backward` then `adamw_step`;
               out[s - start, 0] = the pattern's loss; keep[s]: its dropout mask (o.dropout);
     ESTIMATE: SDLM's begin_pass (o.curvature): HESS += the pattern's d2E/dw2, back-propagated
               with squared weights and inputs (EB98 via sdlm.gauss_newton_diagonal);

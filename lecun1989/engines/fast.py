@@ -1,266 +1,84 @@
 """The fast engine: whole chunks of per-sample training inside compiled Numba code.
 
 Same numbers as the reference engine (tests/test_fast_engine.py holds them together step
-for step), about 100x faster: a step is ~0.36 MFLOP, so PyTorch's per-call overhead (~1.5 ms
-a step) dominates the reference, while here forward, backward and update of a whole chunk
-run without returning to Python. `FastEngine.many` trains K models (same data order,
-different seeds) at once, one model per core at a time.
+for step), far faster: a step is ~0.36 MFLOP, so PyTorch's per-call overhead dominates the
+reference, while here forward, backward and update of a whole chunk run without returning to
+Python (_kernels.py; how they are compiled: _compile.py). K models (the same configuration but
+their seeds, the same patterns) train at once, one model per core at a time; model k's numbers
+do not depend on K or on the other models.
 
-    engine = FastEngine(cfg, init_params(cfg.model, cfg.seed))
-    losses = engine.train_steps(images, labels, 0, 100, lr=0.03)
+    engine = FastEngine([cfg], [init_params(cfg.model, cfg.seed)])
+    losses = engine.train_steps(images, labels, 0, 100, lr=np.array([0.03]))
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
-import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from lecun1989.config import RunConfig
+from lecun1989.engines import _compile
+from lecun1989.engines.base import ANY, Only, model_indices
+from lecun1989.engines.reference import SUPPORTS as _EVERY_FIELD
 from lecun1989.errors import CheckpointError, ConfigError, DataError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
-_SLP_LOCK = threading.Lock()
-_COMPILED: set = set()  # (kernel, dtype, image dtype) compiled or loaded in this process
-_EARLY: set = set()  # the dtypes whose compile `_compile_early` started
-_HELPERS: set = set()  # _compiler.py processes running now (stopped if this process exits)
 # The kernels keep H1's units in phase order (_kernels' docstring): unit (y, x) of a map sits
 # at 16 (2 (y % 2) + x % 2) + 4 (y // 2) + x // 2. _PHASE_ORDER[p] is the row-major index there.
 _PHASE_ORDER = np.array([8 * (2 * a + ph // 2) + 2 * b + ph % 2
                          for ph in range(4) for a in range(4) for b in range(4)])
 
-
-def unsupported(cfg: RunConfig) -> str | None:
-    """Why the fast engine cannot run `cfg` (one line naming the option), or None."""
-    m, t = cfg.model, cfg.train
-    checks = [
-        (m.input_size == 16, f"model.input_size={m.input_size} (only 16)"),
-        (not (m.dropout and t.optimizer == "sdlm"),
-         f"model.dropout={m.dropout} with train.optimizer=sdlm (dropout: sgd, adamw)"),
-    ]
-    for ok, what in checks:
-        if not ok:
-            return f"the fast engine does not support {what}"
-    return None
-
-
-@contextlib.contextmanager
-def _compile_lock():
-    """One process at a time compiles the kernels (or loads them from numba's disk cache).
-
-    numba saves a function's compiled versions by reading, extending and rewriting an index
-    file without a lock: two processes saving different versions of one function at once
-    (sweep workers, test workers, an SGD and an SDLM run) can leave the index naming the
-    other's code, which a later process would then load for the wrong version. Waiting here
-    also spares the second process the compile: it loads what the first one saved.
-    """
-    try:
-        import fcntl  # noqa: PLC0415 (POSIX)
-    except ImportError:  # elsewhere: no lock (as numba itself)
-        yield
-        return
-    path = os.path.join(tempfile.gettempdir(), f"lecun1989-numba-{os.getuid()}.lock")
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+NAME = "fast"
+# What the kernels compute (an allow-list: a new config value is refused until added here).
+SUPPORTS = {**dict.fromkeys(_EVERY_FIELD, ANY),
+            "engine": ("auto", "fast"),
+            "model.input_size": (16,),  # the kernels' layout is fixed at 16x16
+            "model.conv": ("native", "unfold"),  # the same arithmetic: unfold only in PyTorch
+            "model.bias": ("unit", "map"),
+            "model.activation": ("tanh", "relu"),
+            "model.init": ("2.4/F", "2.4/sqrt(F)"),  # (initial weights come from init_params)
+            "model.bias_init": ("zeros", "uniform"),
+            "model.dtype": ("float32", "float64"),
+            "model.output_activation": (True, False),
+            "model.table": Only(lambda t: True, "any connection table"),
+            "train.optimizer": ("sgd", "sdlm", "adamw"),
+            "train.loss": ("mse", "cross_entropy"),
+            "train.shuffle": (False, True),
+            }
+# Each model has its own buffer: per-model step sizes come from the driver, initial weights
+# from init_params; everything the kernels read from the config must be shared.
+PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train.lr_final",
+                       "model.init", "model.bias_init", "model.output_bias_init"})
+RULES = [(lambda c: bool(c.model.dropout) and c.train.optimizer == "sdlm",
+          "model.dropout with train.optimizer=sdlm (SDLM's estimate runs without dropout "
+          "in the reference only)")]
 
 
-@contextlib.contextmanager
-def _slp_vectorizer():
-    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring), one process at a time.
-
-    Numba turns it off by default since numba#8852 (miscompilations in an older LLVM); the
-    kernels need it to vectorise their small fixed-size loops, and every result they give
-    is checked against PyTorch by the tests. Only compilations started inside this block see
-    the setting; kernels loaded from numba's cache are not affected.
-    """
-    from numba.core import config  # noqa: PLC0415
-
-    with _SLP_LOCK, _compile_lock():
-        old = config.SLP_VECTORIZE
-        config.SLP_VECTORIZE = 1
-        try:
-            yield
-        finally:
-            config.SLP_VECTORIZE = old
-
-
-class _CompiledElsewhere(Exception):
-    """numba was about to compile `run` in this process; helper processes compiled it."""
-
-
-@contextlib.contextmanager
-def _compile_in_helpers(k):
-    """When numba starts compiling `run` here (its disk cache lacks `run` for these argument
-    types), compile it in helper processes instead (_compiler.py: `forward` and `backward` at
-    once on two cores) and raise _CompiledElsewhere: the caller then loads `run` from the
-    cache (or, if the helpers failed, compiles it). A process that compiled the kernels runs
-    other copies of them than a cached `run` holds, which differ in rounding; this way the
-    first-ever run equals every later one, bit for bit. (With no `run` in the cache at all,
-    `_compile_early` has started the helpers already.)"""
-    from numba.core import event  # noqa: PLC0415
-
-    from lecun1989.engines import _compiler  # noqa: PLC0415
-
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            if ev.data["dispatcher"] is not k.run:
-                return
-            args = tuple(ev.data["args"])
-            dtypes = str(args[0].dtype), str(args[2].dtype)
-            if (set(dtypes) <= set(_compiler.DTYPES) and args == _compiler.run_types(k, *dtypes)
-                    and _compile_elsewhere(*dtypes)):
-                raise _CompiledElsewhere
-
-        def on_end(self, ev):
-            pass
-
-    with event.install_listener("numba:compile", Listener()):
-        yield
-
-
-def _compile_early(dtype: str) -> None:
-    """A first-ever run (numba's cache holds no `run` at all): start the helpers before this
-    process imports numba, under the compile lock, for float32 images (every data set's;
-    data/base.py), so that their start-up overlaps numba's import here. The first `_run`
-    waits for the lock, then loads what they saved (other types: compiled as usual)."""
-    if dtype in _EARLY or not _cache_lacks_run() or _helper_python() is None:
-        return
-    _EARLY.add(dtype)
-
-    def compile_under_lock():
-        with _compile_lock():
-            if _cache_lacks_run():  # (else another process compiled it meanwhile)
-                _compile_elsewhere(dtype, "float32", meanwhile=_load_numba_registries)
-
-    threading.Thread(target=compile_under_lock, name="fast-engine-compile", daemon=True).start()
-
-
-def _cache_lacks_run() -> bool:
-    """True when no folder where numba may keep the kernels' cache holds a `run`, found
-    without importing numba (its locators: NUMBA_CACHE_DIR, else __pycache__ beside the
-    kernels or the user's cache). A guess that only decides when helpers start: numba
-    itself decides what it loads."""
-    folder = os.path.dirname(os.path.abspath(Path(__file__).with_name("_kernels.py")))
-    sub = f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        places = [Path(os.environ["NUMBA_CACHE_DIR"], sub)]
-    else:
-        user = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-        places = [Path(folder, "__pycache__"), Path(user, "numba", sub)]
-    return not any(any(place.glob("_kernels.run-*.nbi")) for place in places)
-
-
-def _helper_python() -> list[str] | None:
-    """The command that runs _compiler.py, or None (a frozen app's executable is no Python)."""
-    script = Path(__file__).with_name("_compiler.py")
-    if not sys.executable or getattr(sys, "frozen", False) or not script.is_file():
-        return None
-    return [sys.executable, str(script)]
-
-
-def _compile_elsewhere(dtype: str, image_dtype: str, meanwhile=None) -> bool:
-    """Run _compiler.py for `run` with weights of `dtype` and images of `image_dtype`, and
-    wait for it: False when it cannot start. meanwhile(): called once a core is free (the
-    first of two helpers has finished)."""
-    command = _helper_python()
-    if command is None:
-        return False
-    parts = ("forward", "run") if _cores() >= 2 else ("all",)
-    procs: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            for part in parts:
-                procs.append(subprocess.Popen(
-                    [*command, part, os.path.join(tmp, "forward-done"), dtype, image_dtype],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL))
-                _HELPERS.add(procs[-1])
-            for p in procs:
-                p.wait(timeout=900)
-                if meanwhile is not None:
-                    with contextlib.suppress(Exception):  # (only to save time: never fatal)
-                        meanwhile()
-                    meanwhile = None
-        except OSError:  # (could not start: when none started, numba compiles right here)
-            return bool(procs)
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            for p in procs:  # after an error or an interrupt: none left running
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-                _HELPERS.discard(p)
-    return True
-
-
-def _load_numba_registries() -> None:
-    """What numba does here before it loads `run` from the cache (0.6 s: it imports its
-    typing and lowering registries, and scipy to look for BLAS)."""
-    from numba.core.compiler_lock import global_compiler_lock  # noqa: PLC0415
-    from numba.core.registry import cpu_target  # noqa: PLC0415
-
-    with global_compiler_lock:
-        cpu_target.target_context.refresh()
-
-
-@atexit.register
-def _stop_helpers() -> None:
-    """At exit (an early compile may still run in its thread): no helper left behind."""
-    for p in list(_HELPERS):
-        p.kill()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _kernels():
-    from lecun1989.engines import _kernels  # noqa: PLC0415 (numba compiles on first use)
-
-    return _kernels
-
-
-class FastEngineBatch:
+class FastEngine:
     """K models with the same configuration but their own weights, trained at once.
 
-    Methods return arrays with a leading K axis. Model k's numbers do not depend on K or on
-    the other models: seed k of a K-model run equals a single run with seed k, bit for bit.
+    Methods return arrays with a leading K axis (engines/base.py's Engine). Model k's numbers
+    do not depend on K or on the other models: seed k of a K-model run equals a single run
+    with seed k, bit for bit.
     """
 
-    name = "fast"
+    name = NAME
 
     def __init__(self, cfgs: list[RunConfig], params_list: list[dict[str, np.ndarray]],
                  threads: int | None = None):
         self.threads = threads or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
         if not cfgs or len(cfgs) != len(params_list):
-            raise ConfigError("FastEngine.many needs one config per parameter set (at least 1)")
-        for cfg in cfgs:
-            reason = unsupported(cfg)
-            if reason:
-                raise ConfigError(f"--engine fast: {reason}; use --engine reference")
-            if _without_seed(cfg) != _without_seed(cfgs[0]):
-                raise ConfigError("the models of one batch may differ in their seed only; "
-                                  "train other configurations separately")
+            raise ConfigError("the fast engine needs one config per parameter set (at least 1)")
+        self.cfgs = list(cfgs)
         self.cfg = cfg = cfgs[0]
         self.dtype = np.dtype(cfg.model.dtype)
-        _compile_early(self.dtype.name)  # before numba's import: a first-ever run
-        k = _kernels()
+        _compile.compile_early(self.dtype.name)  # before numba's import: a first-ever run
+        k = _compile.kernels()
         self.k, m = k, cfg.model
         self.shapes = layer_shapes(m)
         self.table = connection_table(m.table)
@@ -269,12 +87,14 @@ class FastEngineBatch:
         self.options = k.Options(  # the kernels' view of the configuration
             unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
             ce=cfg.train.loss == "cross_entropy", dropout=bool(m.dropout),
-            sgd=cfg.train.optimizer != "adamw", adamw=cfg.train.optimizer == "adamw",
+            step_in_backward=cfg.train.optimizer in ("sgd", "sdlm"),
+            adamw=cfg.train.optimizer == "adamw",
             curvature=False,
             A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
             pad=f(m.pad_value), target=f(cfg.train.target))
         # evaluation mode, and SDLM's estimate (options of the same types: no new compile)
-        self.eval_options = self.options._replace(dropout=False, sgd=False, adamw=False)
+        self.eval_options = self.options._replace(dropout=False, step_in_backward=False,
+                                                   adamw=False)
         self.curvature_options = self.eval_options._replace(curvature=True)
         self.sdlm = cfg.train.optimizer == "sdlm"
         self.adamw = cfg.train.optimizer == "adamw"
@@ -351,26 +171,35 @@ class FastEngineBatch:
         k = self.k
         buf[k.INV:k.INV + k.NPARAM] = self.dtype.type(1) / (self.mu + buf[k.HESS:k.HESS + k.NPARAM])
 
-    def train_steps(self, images, labels, start: int, stop: int, lr: float,
+    def warm_up(self, images: np.ndarray, log=print) -> None:
+        """Compile the kernels for these images (or load them from numba's cache) now, saying
+        so when it will take a while, so that compile time is not counted as training."""
+        if _compile.needs_compile(self.dtype.name):
+            log("compiling the fast engine (the first run only: later runs load it)")
+        self.predict(images[:1])
+
+    def train_steps(self, images, labels, start: int, stop: int, lr: np.ndarray,
                     keep: np.ndarray | None = None) -> np.ndarray:
         """One update per pattern images[start:stop] for each model; losses (K, stop-start).
-        keep: the pass's dropout masks (N, 192), `train.loop.dropout_keep`."""
+        lr: (K,) each model's step; keep: the models' dropout masks (K, N, 192)."""
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), (len(self.bufs),))
+        keeps = [self._no_keep] * len(self.bufs)
         if self.options.dropout:
-            if keep is None or keep.shape != (len(labels), self.k.MAPS * self.k.N2):
-                raise ConfigError("model.dropout needs the pass's keep-masks: train_steps(..., "
-                                  "keep=dropout_keep(cfg, pass_index, len(labels)))")
-            keep = np.ascontiguousarray(keep, dtype=self.dtype)
+            if keep is None or keep.shape != (len(self.bufs), len(labels), self.k.MAPS * self.k.N2):
+                raise ConfigError("model.dropout needs each model's keep-masks: train_steps(..., "
+                                  "keep=(K, N, 192) from train.loop.dropout_keep)")
+            keeps = [np.ascontiguousarray(mask, dtype=self.dtype) for mask in keep]
         losses = np.empty((len(self.bufs), stop - start, 1))
-        self._run([(self.k.run, (buf, self.table, images, labels,
-                                 self._no_keep if keep is None else keep, start, stop,
-                                 self.k.TRAIN, float(lr), self.weight_decay, self.options, loss))
-                   for buf, loss in zip(self.bufs, losses, strict=True)])
+        self._run([(self.k.run, (buf, self.table, images, labels, mask, start, stop,
+                                 self.k.TRAIN, float(step), self.weight_decay, self.options, loss))
+                   for buf, mask, step, loss in zip(self.bufs, keeps, lr, losses, strict=True)])
         return losses[:, :, 0]
 
-    def predict(self, images: np.ndarray, models=None, block: int = 512) -> np.ndarray:
+    def predict(self, images: np.ndarray, models: Sequence[int] | None = None,
+                block: int = 512) -> np.ndarray:
         """Each model's outputs (K, N, 10), float64; `models`: a subset, in that order."""
-        images, models = _contiguous(images), _models(models, len(self.bufs))
+        images, models = _contiguous(images), model_indices(models, len(self.bufs))
         out = np.empty((len(models), len(images), self.k.OUT))
         self._run([(self.k.run, (_aligned_copy(self.bufs[m]), self.table, images,
                                  self._no_labels, self._no_keep, first,
@@ -381,18 +210,13 @@ class FastEngineBatch:
         return out
 
     def _run(self, jobs: list) -> None:
-        """Run (kernel, args) jobs on up to `threads` threads (the kernels release the GIL)."""
+        """Run (kernel, args) jobs on up to `threads` threads (the kernels release the GIL);
+        the first compiles the kernel for these types, or loads it from numba's cache."""
+        if not jobs:
+            return
         kernel, args = jobs[0]
-        key = (kernel.__name__, self.dtype, args[2].dtype)  # what the kernel's types depend on
-        if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
-            with _slp_vectorizer():
-                try:
-                    with _compile_in_helpers(self.k):
-                        kernel(*args)
-                except _CompiledElsewhere:
-                    kernel(*args)  # loads what the helpers saved
-            _COMPILED.add(key)
-            jobs = jobs[1:]
+        _compile.call(self.k, kernel, args, self.dtype)
+        jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
             for kernel, args in jobs:
                 kernel(*args)
@@ -404,12 +228,12 @@ class FastEngineBatch:
 
     def params(self, models=None) -> list[dict[str, np.ndarray]]:
         """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
-        return [self._get(self.bufs[m]) for m in _models(models, len(self.bufs))]
+        return [self._get(self.bufs[m]) for m in model_indices(models, len(self.bufs))]
 
     def optimizer_state(self, models=None) -> list[dict[str, np.ndarray]]:
         """Each model's SDLM h by parameter name ({} for sgd or before the first estimate), or
         AdamW's moments ("exp_avg.<name>", "exp_avg_sq.<name>") and "step"."""
-        k, models = self.k, _models(models, len(self.bufs))
+        k, models = self.k, model_indices(models, len(self.bufs))
         if self.adamw:
             return [{**{f"exp_avg.{n}": v for n, v in self._get(self.bufs[m], k.EXP_AVG).items()},
                      **{f"exp_avg_sq.{n}": v
@@ -418,10 +242,6 @@ class FastEngineBatch:
         if not (self.sdlm and self.estimated):
             return [{} for _ in models]
         return [self._get(self.bufs[m], k.HESS) for m in models]
-
-    def model(self, index: int) -> ModelView:
-        """Model `index` on its own, for what reads one model (evaluation, checkpoints)."""
-        return ModelView(self, index)
 
     def load_optimizer_state(self, states: list[dict[str, np.ndarray]]) -> None:
         """Restore what `optimizer_state` returned (SDLM's h; {} leaves it un-estimated)."""
@@ -448,63 +268,10 @@ class FastEngineBatch:
         self.estimated = self.sdlm
 
 
-class FastEngine:
-    """The Engine protocol (engines/base.py) for one model: a FastEngineBatch of one."""
-
-    name = "fast"
-
-    def __init__(self, cfg: RunConfig, params: dict[str, np.ndarray]):
-        self.cfg = cfg
-        self.batch = FastEngineBatch([cfg], [params])
-
-    @staticmethod
-    def many(cfgs: list[RunConfig], params_list: list[dict[str, np.ndarray]],
-             threads: int | None = None) -> FastEngineBatch:
-        """K models (configs differing in their seed only) trained together on `threads`
-        threads (default: all cores)."""
-        return FastEngineBatch(cfgs, params_list, threads)
-
-    def begin_pass(self, pass_index, images, labels) -> None:
-        self.batch.begin_pass(pass_index, images, labels)
-
-    def train_steps(self, images, labels, start, stop, lr, keep=None) -> np.ndarray:
-        return self.batch.train_steps(images, labels, start, stop, lr, keep)[0]
-
-    def predict(self, images) -> np.ndarray:
-        return self.batch.predict(images)[0]
-
-    def params(self) -> dict[str, np.ndarray]:
-        return self.batch.params()[0]
-
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.batch.optimizer_state()[0]
-
-    def load_optimizer_state(self, state) -> None:
-        self.batch.load_optimizer_state([state])
-
-
-class ModelView:
-    """One model of a FastEngineBatch, read-only: predict, params, optimizer_state."""
-
-    name = "fast"
-
-    def __init__(self, batch: FastEngineBatch, index: int):
-        self.batch, self.index = batch, index
-
-    def predict(self, images) -> np.ndarray:
-        return self.batch.predict(images, [self.index])[0]
-
-    def params(self) -> dict[str, np.ndarray]:
-        return self.batch.params([self.index])[0]
-
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        return self.batch.optimizer_state([self.index])[0]
-
-
 def _aligned_zeros(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
     """Zeros starting at a multiple of `align` bytes (numpy only promises 16): the kernels'
     regions are laid out 64-byte aligned from there (_kernels._after); with numpy's own
-    alignment a run was 15% slower or not depending on where malloc put it."""
+    alignment the speed depended on where malloc put the buffer (BENCHMARKS.md)."""
     dtype = np.dtype(dtype)
     raw = np.zeros(int(np.prod(shape)) * dtype.itemsize + align, np.uint8)
     start = -raw.ctypes.data % align
@@ -515,16 +282,6 @@ def _aligned_copy(a: np.ndarray) -> np.ndarray:
     out = _aligned_zeros(a.shape, a.dtype)
     out[...] = a
     return out
-
-
-def _models(models, k: int) -> list[int]:
-    return list(range(k)) if models is None else [int(m) for m in models]
-
-
-def _without_seed(cfg: RunConfig) -> dict:
-    d = cfg.to_dict()
-    d.pop("seed")
-    return d
 
 
 def _contiguous(images: np.ndarray) -> np.ndarray:

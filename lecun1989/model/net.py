@@ -59,7 +59,8 @@ def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     """Initial parameters as float64 arrays, the same for every dtype and engine.
 
     NC89: weights uniform in [-2.4/F, 2.4/F], F the fan-in; "2.4/sqrt(F)" is Karpathy's
-    reading (a lost square root?). Biases: "zeros" (guess) or uniform like the weights.
+    reading (a lost square root?). Biases: "zeros" (guess) or uniform like the weights; the
+    output biases so too, unless `output_bias_init` sets them to one value (Karpathy: -1).
     """
     gen = torch.Generator().manual_seed(seed)
     shapes = layer_shapes(cfg)
@@ -73,7 +74,7 @@ def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
         if cfg.bias_init == "zeros":
             b = torch.zeros(b_shape, dtype=torch.float64)
         params[f"{layer}_w"], params[f"{layer}_b"] = w.numpy(), b.numpy()
-    if cfg.output_bias_init is not None:
+    if cfg.output_bias_init is not None:  # None: out_b as bias_init says
         params["out_b"][:] = cfg.output_bias_init
     return params
 
@@ -121,6 +122,21 @@ class Net1989(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         return self.layers(x, keep)["out"]
+
+    @torch.no_grad()
+    def predict_numpy(self, images: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Outputs (N, 10) as float64 for images (N, 1, S, S), in evaluation mode; changes no
+        global state (threads, random generators), so inference has no training side effects."""
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [self(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+                    for i in range(0, len(images), batch)]
+        finally:
+            self.train(was_training)
+        if not outs:
+            return np.zeros((0, CLASSES))
+        return torch.cat(outs).double().numpy()
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """A copy of the parameters as numpy arrays (the engines' exchange format)."""

@@ -10,9 +10,9 @@ from numbers import Real
 from pathlib import Path
 
 from lecun1989 import paper
-from lecun1989.analysis.stats import STATS, aggregate, describe
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.errors import UserError
+from lecun1989.stats import STATS, aggregate, describe
 from lecun1989.sweeps.run import ERROR
 from lecun1989.train import rundir
 

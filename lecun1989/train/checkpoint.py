@@ -2,8 +2,9 @@
 
 No pickle anywhere: loading a checkpoint can never run code (tests/test_robustness.py feeds
 `evaluate` a pickle that would, and checks it did not). A resumable checkpoint also holds
-the training state (`TrainState`): optimizer state, torch's RNG, the loss history, the
-position in the run.
+the training state (`TrainState`): optimizer state, the loss history, the position in the
+run. Nothing else: every random draw comes from numpy generators seeded by (seed, pass), so a
+checkpoint holds no generator state, and two identical runs write identical files.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class TrainState:
     engine: str  # the engine that trained it (resumed with the same one)
     data_sha256: str  # of the training and test arrays (resume refuses other data)
     optimizer: dict[str, np.ndarray]  # engine.optimizer_state(), SDLM's h included
-    torch_rng: np.ndarray  # torch's global RNG (dropout in the ablations)
     history: list[dict]  # the loss history so far: {"step", "pass", "loss"}
+    records_sha256: str = ""  # of metrics.jsonl's records so far (ties it to its folder)
     seconds: float | None = None  # training seconds so far (mid-pass checkpoints only)
 
 
@@ -127,11 +128,11 @@ def save_state(path: str | os.PathLike, cfg: RunConfig, params: dict[str, np.nda
                state: TrainState) -> Path:
     """A resumable checkpoint (also an ordinary one: `load` and `evaluate` read it)."""
     extra = {f"optimizer/{k}": v for k, v in state.optimizer.items()}
-    extra["rng/torch"] = state.torch_rng
     extra["history"] = np.array([[h["step"], h["pass"], h["loss"]] for h in state.history],
                                 dtype=np.float64).reshape(-1, 3)
     meta = {"pass": state.passes_done, "sample": state.sample, "step": state.step,
-            "engine": state.engine, "data_sha256": state.data_sha256}
+            "engine": state.engine, "data_sha256": state.data_sha256,
+            "records_sha256": state.records_sha256}
     if state.seconds is not None:
         meta["seconds"] = state.seconds
     return save(path, cfg, params, extra, meta)
@@ -147,9 +148,8 @@ def load_state(path: str | os.PathLike) -> tuple[RunConfig, dict[str, np.ndarray
             engine=str(meta["engine"]), data_sha256=str(meta["data_sha256"]),
             optimizer={k[len("optimizer/"):]: v for k, v in extra.items()
                        if k.startswith("optimizer/")},
-            torch_rng=extra["rng/torch"],
             history=[{"step": int(s), "pass": int(p), "loss": float(v)} for s, p, v in history],
-            seconds=meta.get("seconds"))
+            records_sha256=str(meta.get("records_sha256", "")), seconds=meta.get("seconds"))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: not resumable (it lacks the training state: {e}); "
                               "evaluate it, or start a new run") from None

@@ -1,40 +1,52 @@
-"""The training driver shared by every engine: passes, evaluation, metrics, run directory.
+"""The training loop shared by every engine and every number of models: one model is K = 1.
 
     cfg = preset("paper"); data = load_run_data(cfg)
-    summary = fit(cfg, data, out="runs/demo")
+    run = fit(cfg, data, out="runs/demo")                      # one model
+    runs = fit(cfg, data, out="runs/five", seeds=range(5))     # five seeds, side by side
 
-NC89 §4: one pattern per update, always in the same order, 23 passes; after each pass
-the train and test sets are evaluated (MSE, error rate, misses, reject for 1% error).
+NC89 §4: one pattern per update, always in the same order, 23 passes; after each pass the
+train and test sets are evaluated (MSE, error rate, misses, reject for 1% error).
+
+A K-model run writes one run folder per seed (out/seed-<s>/, each what a one-model run
+writes) and out/seeds.json naming them; out/summary.json aggregates the seeds at the end.
+Models that see the same patterns in the same order train together in one engine; seed k
+of a K-model run equals a one-model run of seed k on the same engine, bit for bit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lecun1989 import data as datasets
-from lecun1989.config import RunConfig
+from lecun1989.config import PRESETS, RunConfig
 from lecun1989.data.base import library_versions
-from lecun1989.engines import choose_engine, make_engine
+from lecun1989.engines import ModelView, choose_engine, make_engine
 from lecun1989.errors import CheckpointError, UserError
 from lecun1989.model.net import conv_out, init_params
 from lecun1989.model.tables import MAPS
+from lecun1989.stats import aggregate
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
 from lecun1989.train.metrics import MSE_CONVENTION, evaluate_outputs
+from lecun1989.train.runs import SEEDS
 
 LIBRARIES = ("lecun1989", "torch", "numpy", "numba", "llvmlite", "scikit-learn", "mlxtend",
              "safetensors")
+# SEEDS (seeds.json) marks a K-model folder: {"seeds": [...], "dirs": [...], "config": ...}
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_SEEDS = 10_000  # models in one run
 
 
 def versions() -> dict[str, str]:
@@ -64,8 +76,7 @@ def load_run_data(cfg: RunConfig, **load_kwargs) -> RunData:
     if d.name == "auto":
         d.name, note = datasets.default_source(data_dir)
     raw = datasets.load(d.name, geometry=cfg.model.input_size, data_dir=data_dir,
-                        seed=d.sample_seed,
-                        **load_kwargs)
+                        seed=d.sample_seed, **load_kwargs)
     xtr, ytr, xte, yte = raw.train_images, raw.train_labels, raw.test_images, raw.test_labels
     manifest = dict(raw.manifest)
     if d.validation:
@@ -83,6 +94,18 @@ def load_run_data(cfg: RunConfig, **load_kwargs) -> RunData:
     manifest["used"] = {"train": len(ytr), "test": len(yte)}
     return RunData(d.name, xtr, ytr, xte, yte, manifest, note)
 
+
+def data_sha256(data: RunData) -> str:
+    """A digest of the arrays a run trains and is evaluated on (resume refuses other data)."""
+    h = hashlib.sha256()
+    for a in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()[:16]
+
+
+# --- what a pass presents: the same for every engine ---------------------------------------
 
 def lr_at(cfg: RunConfig, pass_index: int, step: int, total_steps: int) -> float:
     """The step size for a pass: lr, replaced by lr_schedule entries, or a linear decay."""
@@ -110,6 +133,11 @@ def pass_data(cfg: RunConfig, pass_index: int, images: np.ndarray, labels: np.nd
     return images, labels
 
 
+def patterns_depend_on_seed(cfg: RunConfig) -> bool:
+    """True when each seed sees other patterns (shuffle, shifts): such models train apart."""
+    return bool(cfg.train.shuffle or cfg.train.augment_shift)
+
+
 def dropout_keep(cfg: RunConfig, pass_index: int, n: int) -> np.ndarray | None:
     """The pass's dropout masks (n, 192) in the model's dtype: 1 / (1 - p) with probability
     1 - p, else 0; None without dropout. Drawn here (seed, pass) for every engine alike: the
@@ -133,9 +161,20 @@ def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return out
 
 
+def evaluate(predict: Callable[[np.ndarray], np.ndarray], data: RunData, cfg: RunConfig
+             ) -> dict:
+    """The paper's metrics on the train and test sets of the outputs `predict(images)` gives
+    (a ModelView's predict, or Net1989.predict_numpy: no training engine needed)."""
+    return {split: evaluate_outputs(predict(images), labels, cfg.train.target)
+            for split, images, labels in (("train", data.train_images, data.train_labels),
+                                          ("test", data.test_images, data.test_labels))}
+
+
+# --- runs --------------------------------------------------------------------------------
+
 @dataclass
 class Run:
-    """A finished run: its summary, the engine holding the weights, its folder."""
+    """A finished model: its summary, the engine view holding its weights, its folder."""
 
     summary: dict
     engine: object
@@ -143,22 +182,17 @@ class Run:
     loss_history: list = field(default_factory=list)  # mean loss every train.loss_every steps
 
 
-def evaluate(engine, data: RunData, cfg: RunConfig) -> dict:
-    """Train and test metrics of the engine's current weights."""
-    return {
-        "train": evaluate_outputs(engine.predict(data.train_images), data.train_labels,
-                                  cfg.train.target),
-        "test": evaluate_outputs(engine.predict(data.test_images), data.test_labels,
-                                 cfg.train.target),
-    }
+@dataclass
+class _Model:
+    """One model of a fit: its config, folder, training state, records and callbacks."""
 
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled or os.environ.get("CI") or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm  # noqa: PLC0415
-
-    return tqdm(total=total, desc=desc, leave=False, unit="step", dynamic_ncols=True)
+    cfg: RunConfig
+    out: Path | None
+    state: TrainState
+    records: list = field(default_factory=list)  # metrics of every pass so far
+    callbacks: list = field(default_factory=list)
+    engine: object = None  # a ModelView once its group's engine exists
+    warned: bool = False  # a stall warning was printed
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -192,121 +226,288 @@ class _StopSignals:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
-def data_sha256(data: RunData) -> str:
-    """A digest of the arrays a run trains and is evaluated on (resume refuses other data)."""
-    h = hashlib.sha256()
-    for a in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.reshape(-1).view(np.uint8))
-    return h.hexdigest()[:16]
+Callbacks = Sequence | Callable[[RunConfig, Path | None], Sequence]
+
+
+def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
+    """Seeds from "0-4", "0,3,7", "2-3,9" or one number (that one seed); distinct, in order."""
+    if isinstance(text, int):
+        return [text]
+    if not isinstance(text, str):
+        seeds = [int(s) for s in text]
+    else:
+        seeds = []
+        for part in text.replace(" ", "").split(","):
+            lo, dash, hi = part.partition("-")
+            try:
+                first, last = int(lo), int(hi) if dash else int(lo)
+            except ValueError:
+                raise UserError(f"--seeds {text}: write seeds as 0-4, 0,3,7 or 5 (one seed)"
+                                ) from None
+            if last < first:
+                raise UserError(f"--seeds {text}: the range {part} runs backwards; write "
+                                f"{last}-{first}")
+            seeds.extend(range(first, last + 1))
+            if len(seeds) > MAX_SEEDS:
+                break
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or \
+            max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
+        raise UserError(f"--seeds {text}: give up to {MAX_SEEDS} distinct seeds from 0 to "
+                        f"{MAX_SEED}, e.g. 0-4 or 0,3,7")
+    return seeds
+
+
+def seed_dir(seed: int) -> str:
+    """The folder of seed s inside a K-model run folder."""
+    return f"seed-{seed}"
 
 
 def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
-        overwrite: bool = False, resume: bool = False, progress: bool = True, log=print,
-        callbacks=()) -> Run:
-    """Train from the seed's initial weights, or with `resume` from out's last checkpoint.
+        seeds: Iterable[int] | str | None = None, overwrite: bool = False,
+        resume: bool = False, progress: bool = True, log=print,
+        callbacks: Callbacks = ()) -> Run | list[Run]:
+    """Train cfg from its seed's initial weights (with `seeds`: one model per seed, side by
+    side), or with `resume` continue out's checkpoints. Returns a Run (a list with `seeds`).
 
-    With `out`, the run folder gets config.json, metrics.jsonl, a resumable checkpoint at
+    With `out`, each model's folder gets config.json, metrics.jsonl, a resumable checkpoint at
     the start and after every pass, and summary.json last. SIGINT or SIGTERM stops the run
     at the end of the current chunk of `loss_every` steps: it writes a checkpoint there and
     raises RunInterrupted; `fit(..., resume=True)` then ends bit-identical to an
-    uninterrupted run. Callbacks may define `on_steps(step, pass_index, losses, engine)`,
-    `on_pass(pass_index, metrics, engine)` and `on_resume(step, pass_index, history)`
-    (called before a resumed run goes on: keep the records up to `step`, append after it).
+    uninterrupted run. `callbacks`: objects with any of `on_steps(step, pass_index, losses,
+    engine)`, `on_pass(pass_index, metrics, engine)`, `on_resume(step, pass_index, history)`,
+    or a function (cfg, model folder) -> such objects, called once per model.
     """
     if resume and out is None:
         raise UserError("resuming needs the run folder (out)")
-    engine_name, why = choose_engine(cfg)
-    engine = None if resume else make_engine(engine_name, cfg, init_params(cfg.model, cfg.seed))
-    out = rundir.prepare(out, overwrite, resume=resume) if out is not None else None
-    signals = _StopSignals(enabled=out is not None)
+    many = seeds is not None or (resume and (Path(out) / SEEDS).is_file())
+    root = Path(out) if out is not None else None
+    if resume:
+        seed_list = _resume_seeds(root) if many else [cfg.seed]
+        cfgs = [replace(cfg, seed=s) for s in seed_list]
+        outs = [root / seed_dir(s) for s in seed_list] if many else [root]
+    else:
+        seed_list = parse_seeds(seeds) if seeds is not None else [cfg.seed]
+        cfgs = [replace(cfg, seed=s) if many else cfg for s in seed_list]
+        outs = [root / seed_dir(s) if many else root for s in seed_list] if root else \
+            [None] * len(cfgs)
+    engine_name, why = choose_engine(cfgs)  # a named engine that cannot: refused here
+    # Everything is checked before a folder is touched: pass 0's patterns too (shifts).
+    pass_data(cfgs[0], 0, data.train_images[:1], data.train_labels[:1])
+    if root is not None and not resume:
+        for path in ([root] if many else []) + [o for o in outs if o is not None]:
+            rundir.check_out(path, overwrite)
+    models = [_Model(c, o, TrainState(passes_done=0, sample=0, step=0, engine=engine_name,
+                                      data_sha256=data_sha256(data), optimizer={}, history=[]))
+              for c, o in zip(cfgs, outs, strict=True)]
+    signals = _StopSignals(enabled=root is not None)
+    prepared: list[Path] = []
     try:
-        if resume:
-            engine, at = _resume(cfg, data, out, callbacks)
-            engine_name, why = at.engine, "the engine the run began with"
-            records = rundir.keep_jsonl(out / rundir.METRICS, at.passes_done)
-            log(f"resuming {out} at pass {at.passes_done + 1}/{cfg.train.passes}, "
-                f"sample {at.sample}")
+        if resume:  # (the folders are locked first: nothing else may write while we read)
+            prepared = _prepare(root, outs, many, overwrite, resume)
+            params = _resume(models, data, callbacks)
+            engine_name, why = models[0].state.engine, "the engine the run began with"
         else:
-            at = TrainState(0, 0, 0, engine_name, data_sha256(data), {}, None, [])
-            records = []
-            if out:
-                rundir.write_json(out / rundir.CONFIG, {
-                    **cfg.to_dict(), "engine_resolved": engine_name, "engine_reason": why,
-                    "versions": versions(), "data_manifest": data.manifest})
-                _save(out, cfg, engine, at)
-        log(f"engine: {engine_name} ({why})")
-        return _train(cfg, data, engine, out, at, records, signals, progress, log, callbacks)
+            params = [init_params(m.cfg.model, m.cfg.seed) for m in models]
+        groups = _groups(models)
+        engines = []
+        for group in groups:
+            engines.append(make_engine(engine_name, [m.cfg for m in group],
+                                       [params[models.index(m)] for m in group]))
+            for k, m in enumerate(group):
+                m.engine = ModelView(engines[-1], k)
+        for engine in engines:  # (compile time is not training time)
+            engine.warm_up(data.train_images, log)
+        if not resume:  # started cleanly: only now are the folders created (or cleared)
+            prepared = _prepare(root, outs, many, overwrite, resume)
+            if many:
+                rundir.write_json(root / SEEDS, {
+                    "seeds": [c.seed for c in cfgs], "dirs": [seed_dir(c.seed) for c in cfgs],
+                    "config": {**cfgs[0].to_dict(), "seed": None}})
+            for m in models:
+                m.callbacks = _callbacks(callbacks, m)
+                if m.out is not None:
+                    rundir.write_json(m.out / rundir.CONFIG, _config_record(m, why, data))
+                    _save(m)
+        log(f"engine: {engine_name} ({why})" + (f"; {len(models)} seeds" if many else ""))
+        for group, engine in zip(groups, engines, strict=True):
+            _train(group, engine, data, signals, progress, log, many, root)
+        runs = [_finish(m, data) for m in models]
+        if many and root is not None:
+            rundir.write_json(root / rundir.SUMMARY, seeds_summary([r.summary for r in runs]))
+        return runs if many else runs[0]
     finally:
         signals.restore()
-        if out:
-            rundir.release(out)
+        for path in prepared:
+            rundir.release(path)
 
 
-def _train(cfg, data, engine, out, at: TrainState, records, signals, progress, log,
-           callbacks) -> Run:
-    """fit's passes from `at` on; `at` follows the run (it is what checkpoints save)."""
+def _prepare(root: Path | None, outs: list, many: bool, overwrite: bool, resume: bool
+             ) -> list[Path]:
+    """Create (or check, to resume) and lock the run folders; returns those to release."""
+    if root is None:
+        return []
+    prepared = []
+    try:
+        if many:
+            prepared.append(rundir.prepare(root, overwrite, resume=resume, marker=SEEDS))
+        for path in outs:
+            prepared.append(rundir.prepare(path, overwrite, resume=resume))
+    except BaseException:
+        for path in prepared:
+            rundir.release(path)
+        raise
+    return prepared
+
+
+def _callbacks(callbacks: Callbacks, m: _Model) -> list:
+    return list(callbacks(m.cfg, m.out) if callable(callbacks) else callbacks)
+
+
+def seeds_summary(summaries: list[dict]) -> dict:
+    """summary.json of a K-model folder: the setup, each seed's final metrics, the aggregate."""
+    first = summaries[0]
+    return {"preset": first["preset"], "seeds": [s["seed"] for s in summaries],
+            "data": first["data"], "engine": first["engine"],
+            "seconds": max(s["seconds"] for s in summaries),
+            "mse_convention": first["mse_convention"],
+            "runs": [{"seed": s["seed"], "dir": seed_dir(s["seed"]), "final": s["final"]}
+                     for s in summaries],
+            "aggregate": aggregate(summaries)}
+
+
+def _config_record(m: _Model, why: str, data: RunData) -> dict:
+    """config.json: the complete config, the engine and why, versions, the data manifest."""
+    return {**m.cfg.to_dict(), "engine_resolved": m.state.engine, "engine_reason": why,
+            "versions": versions(), "data_manifest": data.manifest}
+
+
+def _groups(models: list[_Model]) -> list[list[_Model]]:
+    """Models that train in one engine: the same patterns (not seed-dependent ones) and the
+    same place in the run (a resume after a kill between two seeds' checkpoints)."""
+    groups: dict = {}
+    for i, m in enumerate(models):
+        apart = i if patterns_depend_on_seed(m.cfg) else -1
+        groups.setdefault((apart, m.state.passes_done, m.state.sample), []).append(m)
+    return list(groups.values())
+
+
+def _train(models: list[_Model], engine, data: RunData, signals: _StopSignals, progress: bool,
+           log, many: bool, root: Path | None) -> None:
+    """The group's passes from where its models stand (each model's state follows it)."""
+    cfg, first_state = models[0].cfg, models[0].state
     n, passes = len(data.train_labels), cfg.train.passes
     chunk = max(1, min(cfg.train.loss_every, n))
-    history = at.history
-    done = at.seconds if at.seconds is not None else records[-1]["seconds"] if records else 0.0
+    step = first_state.step
+    done = first_state.seconds if first_state.seconds is not None else (
+        models[0].records[-1]["seconds"] if models[0].records else 0.0)
     t0 = time.perf_counter() - done
-    for p in range(at.passes_done, passes):
+    for p in range(first_state.passes_done, passes):
         images, labels = pass_data(cfg, p, data.train_images, data.train_labels)
-        keep = dropout_keep(cfg, p, n)
-        first, at.sample, at.seconds = at.sample, 0, None
+        keep = _stack([dropout_keep(m.cfg, p, n) for m in models])
+        first = models[0].state.sample
+        for m in models:
+            m.state.sample, m.state.seconds = 0, None
         if first == 0:  # (resumed mid-pass, SDLM's h of this pass is the checkpoint's)
             engine.begin_pass(p, images, labels)
-        bar = _progress(n, f"pass {p + 1}/{passes}", progress)
+        bar = _progress(n, f"pass {p + 1}/{passes}" + (f", {len(models)} models" if many
+                                                        else ""), progress)
         if bar and first:
             bar.update(first)
         for start in range(first, n, chunk):
             stop = min(start + chunk, n)
-            lr = lr_at(cfg, p, at.step, passes * n)
+            lr = np.array([lr_at(m.cfg, p, step, passes * n) for m in models])
             losses = engine.train_steps(images, labels, start, stop, lr, keep)
-            at.step += stop - start
-            history.append({"step": at.step, "pass": p, "loss": float(np.mean(losses))})
-            _check_finite(losses, engine, p, at.step, out, cfg,
-                          weights=stop == n or bool(signals.signum))  # before a checkpoint
-            for cb in callbacks:
-                if hasattr(cb, "on_steps"):
-                    cb.on_steps(at.step, p, losses, engine)
+            step += stop - start
+            end_of_chunk = stop == n or bool(signals.signum)
+            for m, loss in zip(models, losses, strict=True):
+                m.state.step = step
+                m.state.history.append({"step": step, "pass": p, "loss": float(np.mean(loss))})
+                _check_finite(loss, m, p, step, weights=end_of_chunk)  # before a checkpoint
+                for cb in m.callbacks:
+                    if hasattr(cb, "on_steps"):
+                        cb.on_steps(step, p, loss, m.engine)
             if bar:
                 bar.update(stop - start)
-                bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
+                bar.set_postfix(loss=f"{float(np.mean(losses[:, -1])):.4f}")
             if signals.signum and stop < n:
                 if bar:
                     bar.close()
-                at.sample, at.seconds = stop, round(time.perf_counter() - t0, 3)
-                _save(out, cfg, engine, at)
-                raise _interrupted(signals.signum, out, at, n, passes)
+                for m in models:
+                    m.state.sample, m.state.seconds = stop, round(time.perf_counter() - t0, 3)
+                    _save(m)
+                raise _interrupted(signals.signum, models[0].state, root, n, passes)
         if bar:
             bar.close()
         train_seconds = time.perf_counter() - t0
-        metrics = {"pass": p + 1, "step": at.step, "seconds": round(train_seconds, 3),
-                   **evaluate(engine, data, cfg)}
+        outputs = {"train": engine.predict(data.train_images),
+                   "test": engine.predict(data.test_images)}
+        for k, m in enumerate(models):
+            metrics = {"pass": p + 1, "step": step, "seconds": round(train_seconds, 3),
+                       **{split: evaluate_outputs(outputs[split][k], labels_, m.cfg.train.target)
+                          for split, labels_ in (("train", data.train_labels),
+                                                 ("test", data.test_labels))}}
+            m.records.append(metrics)
+            if m.out:
+                rundir.append_jsonl(m.out / rundir.METRICS, metrics)
+            for cb in m.callbacks:
+                if hasattr(cb, "on_pass"):
+                    cb.on_pass(p, metrics, m.engine)
+            m.state.passes_done = p + 1
+            if m.out:
+                _save(m)  # a SIGKILL loses at most one pass
+        log(_pass_line([m.records[-1] for m in models], passes, [m.cfg.seed for m in models]
+                       if many else None))
+        for m, warning in zip(models, stall_warnings(models[0].cfg, outputs["train"],
+                                                     [m.records[-1] for m in models]),
+                              strict=True):
+            if warning and not m.warned:  # once per model
+                m.warned = True
+                log(f"warning: seed {m.cfg.seed}: {warning}" if many else f"warning: {warning}")
         t0 = time.perf_counter() - train_seconds  # evaluation time is not training time
-        records.append(metrics)
-        log(_pass_line(metrics, passes))
-        if out:
-            rundir.append_jsonl(out / rundir.METRICS, metrics)
-        for cb in callbacks:
-            if hasattr(cb, "on_pass"):
-                cb.on_pass(p, metrics, engine)
-        at.passes_done = p + 1
-        if out:
-            _save(out, cfg, engine, at)  # a SIGKILL loses at most one pass
         if signals.signum and p + 1 < passes:
-            raise _interrupted(signals.signum, out, at, n, passes)
-    summary = _summary(cfg, data, at.engine, records)
-    if out:
-        rundir.write_json(out / rundir.SUMMARY, summary)
-    return Run(summary, engine, out, history)
+            raise _interrupted(signals.signum, models[0].state, root, n, passes)
+
+
+STALLED_AFTER = 5000  # patterns: a network still guessing after this many is stuck
+
+
+def stall_warnings(cfg: RunConfig, train_outputs: np.ndarray, records: list[dict]
+                   ) -> list[str | None]:
+    """For each model, why its training went nowhere, with the likely cause and the fix (one
+    line), or None: its outputs pinned at the squashing function's ends (half of them beyond
+    99% of A), or a train error no better than guessing (>= 80% of 10 classes) after
+    STALLED_AFTER patterns."""
+    lines = []
+    squash = cfg.model.output_activation and cfg.model.activation == "tanh"
+    for outputs, record in zip(train_outputs, records, strict=True):
+        error = record["train"]["error"]
+        pinned = squash and np.mean(np.abs(outputs) > 0.99 * cfg.model.tanh_scale) > 0.5
+        if error < 0.8 or not (pinned or record["step"] >= STALLED_AFTER):
+            lines.append(None)
+            continue
+        what = (f"train error {error:.0%}, its outputs pinned at +-{cfg.model.tanh_scale:g}"
+                if pinned else f"train error {error:.0%} after {record['step']} patterns, no "
+                               "better than guessing")
+        step = "SDLM's global step eps" if cfg.train.optimizer == "sdlm" else "the step size"
+        default = PRESETS[cfg.preset]().train.lr if cfg.preset in PRESETS else None
+        fix = (f"the preset's train.lr={default:g}" if default is not None and
+               default < cfg.train.lr else f"train.lr={cfg.train.lr / 10:g}")
+        lines.append(f"after pass {record['pass']} the network is not learning ({what}); "
+                     f"train.lr={cfg.train.lr:g} is likely too large for train.optimizer="
+                     f"{cfg.train.optimizer}, whose train.lr is {step}: try {fix}")
+    return lines
+
+
+def _finish(m: _Model, data: RunData) -> Run:
+    """The model's summary (written to its folder) and its Run."""
+    summary = _summary(m.cfg, data, m.state.engine, m.records)
+    if m.out:
+        rundir.write_json(m.out / rundir.SUMMARY, summary)
+    return Run(summary, m.engine, m.out, m.state.history)
 
 
 def _summary(cfg: RunConfig, data: RunData, engine_name: str, records: list[dict]) -> dict:
-    """summary.json of a finished run: its setup, every pass's metrics, the final ones."""
+    """summary.json of a finished model: its setup, every pass's metrics, the final ones."""
     return {
         "preset": cfg.preset,
         "seed": cfg.seed,
@@ -320,37 +521,86 @@ def _summary(cfg: RunConfig, data: RunData, engine_name: str, records: list[dict
     }
 
 
-def _save(out: Path, cfg: RunConfig, engine, at: TrainState) -> None:
-    """Write `at` and the engine's weights, optimizer state and torch's RNG as the checkpoint."""
-    at.optimizer, at.torch_rng = engine.optimizer_state(), torch.get_rng_state().numpy()
-    checkpoint.save_state(out / rundir.CHECKPOINT, cfg, engine.params(), at)
+def _save(m: _Model) -> None:
+    """Write the model's weights, optimizer state and training state as its checkpoint."""
+    if m.out is None:
+        return
+    m.state.optimizer = m.engine.optimizer_state()
+    m.state.records_sha256 = records_digest(m.records)
+    checkpoint.save_state(m.out / rundir.CHECKPOINT, m.cfg, m.engine.params(), m.state)
 
 
-def _resume(cfg: RunConfig, data: RunData, out: Path, callbacks):
-    """The engine and training state of out's checkpoint, checked against cfg and data."""
-    path = out / rundir.CHECKPOINT
-    saved, params, at = checkpoint.load_state(path)
-    difference = _first_difference(_comparable(saved), _comparable(cfg))
-    if difference:
-        raise CheckpointError(f"{path}: from another config ({difference}); resume a run with "
-                              "its own config (`lecun1989 train --resume RUN_DIR`)")
-    if at.data_sha256 != data_sha256(data):
-        raise CheckpointError(f"{path}: the data differ from those the run was trained on; "
-                              "resume with the same data files")
-    if at.passes_done == cfg.train.passes and (out / rundir.SUMMARY).is_file():
-        raise UserError(f"{out}: the run is already finished ({at.passes_done} passes); "
-                        f"evaluate it with `lecun1989 evaluate {out}`")
-    engine = make_engine(at.engine, cfg, params)
+def records_digest(records: list[dict]) -> str:
+    """A digest of the metrics records so far (their timings left out: identical runs write
+    identical checkpoints): ties a checkpoint to its folder's metrics."""
+    text = "".join(json.dumps({**r, "seconds": None}, sort_keys=True) + "\n" for r in records)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _resume_seeds(root: Path) -> list[int]:
+    """The seeds of an interrupted K-model run, from its seeds.json."""
     try:
-        engine.load_optimizer_state(at.optimizer)
-        torch.set_rng_state(torch.from_numpy(np.array(at.torch_rng, dtype=np.uint8)))
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: its optimizer or RNG state is unusable "
-                              f"({str(e).splitlines()[0]}); start a new run") from None
-    for cb in callbacks:
-        if hasattr(cb, "on_resume"):
-            cb.on_resume(at.step, at.passes_done, list(at.history))
-    return engine, at
+        seeds = json.loads((root / SEEDS).read_text())["seeds"]
+        return parse_seeds([int(s) for s in seeds])
+    except (OSError, ValueError, KeyError, TypeError, UserError) as e:
+        raise CheckpointError(f"{root / SEEDS}: unreadable ({e}); the folder is damaged: "
+                              "start the run again") from None
+
+
+def resume_config(out: str | os.PathLike) -> RunConfig:
+    """The config an interrupted run (one model, or K seeds) was started with."""
+    out = Path(out)
+    if (out / SEEDS).is_file():
+        first = _resume_seeds(out)[0]
+        return checkpoint.load(_checkpoint_path(out / seed_dir(first)))[0]
+    return checkpoint.load(_checkpoint_path(out))[0]
+
+
+def _checkpoint_path(out: Path) -> Path:
+    path = out / rundir.CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"{out}: no {rundir.CHECKPOINT} in it; pass the folder of an "
+                              "interrupted run")
+    return path
+
+
+def _resume(models: list[_Model], data: RunData, callbacks: Callbacks) -> list[dict]:
+    """Each model's parameters and state from its checkpoint, checked against its folder."""
+    params = []
+    for m in models:
+        path = m.out / rundir.CHECKPOINT
+        saved, p, state = checkpoint.load_state(path)
+        difference = _first_difference(_comparable(saved), _comparable(m.cfg))
+        if difference:
+            raise CheckpointError(f"{path}: from another config ({difference}); resume a run "
+                                  "with its own config (`lecun1989 train --resume RUN_DIR`)")
+        if state.data_sha256 != data_sha256(data):
+            raise CheckpointError(f"{path}: the data differ from those the run was trained "
+                                  "on; resume with the same data files")
+        m.records = rundir.keep_jsonl(m.out / rundir.METRICS, state.passes_done)
+        if state.records_sha256 and records_digest(m.records) != state.records_sha256:
+            raise CheckpointError(f"{path}: does not match {m.out / rundir.METRICS} (it comes "
+                                  "from another run); put the run's own checkpoint back or "
+                                  "start a new run")
+        m.state = state
+        params.append(p)
+    if all(m.state.passes_done == m.cfg.train.passes and (m.out / rundir.SUMMARY).is_file()
+           for m in models):
+        where = models[0].out.parent if len(models) > 1 else models[0].out
+        raise UserError(f"{where}: the run is already finished ({models[0].cfg.train.passes} "
+                        f"passes); evaluate it with `lecun1989 evaluate {where}`")
+    states = {m.state.engine for m in models}
+    if len(states) != 1:
+        raise CheckpointError(f"the seeds were trained by different engines ({sorted(states)}); "
+                              "the folder is damaged: start the run again")
+    for m in models:  # what the checkpoint says, whatever config.json holds now (edited, lost)
+        m.callbacks = _callbacks(callbacks, m)
+        rundir.write_json(m.out / rundir.CONFIG, _config_record(
+            m, "the engine the run began with", data))
+        for cb in m.callbacks:
+            if hasattr(cb, "on_resume"):
+                cb.on_resume(m.state.step, m.state.passes_done, list(m.state.history))
+    return params
 
 
 def _comparable(cfg: RunConfig) -> dict:
@@ -373,120 +623,76 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str | None:
     return None
 
 
-def _check_finite(losses: np.ndarray, engine, p: int, step: int, out, cfg: RunConfig,
-                  weights: bool) -> None:
+def _check_finite(losses: np.ndarray, m: _Model, p: int, step: int, weights: bool) -> None:
     """UserError naming pass and step if the loss (or, with `weights`, a weight: before each
     checkpoint) is NaN or infinite. A bad weight shows in the next pattern's loss, so the
-    weights are read only where no next loss comes before a checkpoint (0.4 ms a read)."""
+    weights are read only where no next loss comes before a checkpoint."""
     what = None
     if not np.all(np.isfinite(losses)):
         what = f"the loss is {losses[~np.isfinite(losses)][0]}"
     elif weights:
-        for name, value in engine.params().items():
+        for name, value in m.engine.params().items():
             if not np.all(np.isfinite(value)):
                 what = f"weight {name} is {value[~np.isfinite(value)].flat[0]}"
                 break
     if what is None:
         return
     kept = (f"; the last good checkpoint (after pass {p}) is kept in "
-            f"{out / rundir.CHECKPOINT}" if out else "")
-    raise UserError(f"training diverged at pass {p + 1}, step {step} ({what}){kept}; lower "
-                    f"the learning rate, e.g. --set train.lr={cfg.train.lr / 10:g}")
+            f"{m.out / rundir.CHECKPOINT}" if m.out else "")
+    raise UserError(f"training diverged (seed {m.cfg.seed}) at pass {p + 1}, step {step} "
+                    f"({what}){kept}; lower the learning rate, e.g. "
+                    f"--set train.lr={m.cfg.train.lr / 10:g}")
 
 
-def _interrupted(signum: int, out: Path, at: TrainState, n: int, passes: int) -> RunInterrupted:
-    where = (f"pass {at.passes_done + 1}/{passes}, sample {at.sample}/{n}" if at.sample else
-             f"the end of pass {at.passes_done}/{passes}")
+def _interrupted(signum: int, s: TrainState, out: Path, n: int, passes: int) -> RunInterrupted:
+    where = (f"pass {s.passes_done + 1}/{passes}, sample {s.sample}/{n}" if s.sample else
+             f"the end of pass {s.passes_done}/{passes}")
     return RunInterrupted(f"stopped by {signal.Signals(signum).name} at {where}; a "
                           f"resumable checkpoint is in {out}", signum)
 
 
-def _pass_line(m: dict, passes: int) -> str:
-    tr, te = m["train"], m["test"]
-    return (f"pass {m['pass']:2d}/{passes}  train mse {tr['mse']:.2e} err {tr['error']:6.2%} "
-            f"({tr['misses']:4d})  test mse {te['mse']:.2e} err {te['error']:6.2%} "
-            f"({te['misses']:4d})  {m['seconds']:7.1f}s")
+def _stack(masks: list) -> np.ndarray | None:
+    return None if masks[0] is None else np.stack(masks)
 
 
-def resolve_out(out: str | os.PathLike | None, cfg: RunConfig) -> Path:
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled or os.environ.get("CI") or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit="step", dynamic_ncols=True)
+
+
+def _pass_line(records: list[dict], passes: int, seeds: list[int] | None) -> str:
+    """The line printed after a pass: one model's metrics, or the seeds' median [min, max]."""
+    m = records[0]
+    if seeds is None:
+        tr, te = m["train"], m["test"]
+        return (f"pass {m['pass']:2d}/{passes}  train mse {tr['mse']:.2e} err "
+                f"{tr['error']:6.2%} ({tr['misses']:4d})  test mse {te['mse']:.2e} err "
+                f"{te['error']:6.2%} ({te['misses']:4d})  {m['seconds']:7.1f}s")
+
+    def spread(split: str) -> str:
+        v = np.array([r[split]["error"] for r in records])
+        return f"{np.median(v):6.2%} [{v.min():.2%}, {v.max():.2%}]"
+
+    return (f"pass {m['pass']:2d}/{passes}  {len(seeds)} seeds, error median [min, max]: "
+            f"train {spread('train')}  test {spread('test')}  {m['seconds']:7.1f}s")
+
+
+def resolve_out(out: str | os.PathLike | None, cfg: RunConfig, seeds: list[int] | None = None
+                ) -> Path:
     """The run folder: --out, or a fresh timestamped one under runs/."""
-    return Path(out) if out else rundir.default_out(cfg.preset, cfg.data.name, cfg.seed)
+    if out:
+        return Path(out)
+    if seeds is None:
+        return rundir.default_out(cfg.preset, cfg.data.name, cfg.seed)
+    label = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else \
+        f"{len(seeds)}seeds"
+    return rundir.default_out(cfg.preset, cfg.data.name, label)
 
 
-def fit_seeds(cfg: RunConfig, data: RunData, seeds, out_root: str | os.PathLike, *,
-              overwrite: bool = False, progress: bool = True, log=print,
-              threads: int | None = None) -> list[dict]:
-    """Train `cfg` once per seed, each into out_root/seed-<k>/ as `fit` writes a run; returns
-    the summaries in seed order.
-
-    The fast engine trains the seeds together (`FastEngine.many`: the same patterns in the
-    same order, one model per core at a time, `threads` cores); the reference engine, and
-    runs whose patterns depend on the seed (shuffle, augment_shift, dropout), run one `fit`
-    after another. Either way seed k's folder holds what `fit` with seed k writes, the same
-    weights and metrics bit for bit (the timings aside), with a checkpoint after every pass
-    that `fit(..., resume=True)` continues (an interrupted batch resumes seed by seed).
-    """
-    cfgs = [RunConfig.from_dict({**cfg.to_dict(), "seed": int(s)}) for s in seeds]
-    if not cfgs or len({c.seed for c in cfgs}) != len(cfgs):
-        raise UserError(f"seeds {list(seeds)}: give one or more distinct seeds, e.g. 0,1,2")
-    root = Path(out_root)
-    engine_name, why = choose_engine(cfg)
-    if engine_name != "fast" or cfg.train.shuffle or cfg.train.augment_shift or \
-            cfg.model.dropout:
-        return [fit(c, data, root / f"seed-{c.seed}", overwrite=overwrite, progress=progress,
-                    log=log).summary for c in cfgs]
-    from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
-
-    outs = []
-    try:
-        for c in cfgs:
-            outs.append(rundir.prepare(root / f"seed-{c.seed}", overwrite))
-        batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads)
-        models = [batch.model(k) for k in range(len(cfgs))]
-        states = [TrainState(0, 0, 0, "fast", data_sha256(data), {}, None, []) for _ in cfgs]
-        records: list[list[dict]] = [[] for _ in cfgs]
-        runs = list(zip(cfgs, outs, models, states, records, strict=True))
-        for c, out, model, at, _ in runs:
-            rundir.write_json(out / rundir.CONFIG, {
-                **c.to_dict(), "engine_resolved": "fast",
-                "engine_reason": f"{why}; {len(cfgs)} seeds trained together",
-                "versions": versions(), "data_manifest": data.manifest})
-            _save(out, c, model, at)
-        log(f"engine: fast ({why}); seeds {', '.join(str(c.seed) for c in cfgs)} together")
-        n, passes = len(data.train_labels), cfg.train.passes
-        chunk = max(1, min(cfg.train.loss_every, n))
-        step, t0 = 0, time.perf_counter()
-        for p in range(passes):
-            images, labels = pass_data(cfg, p, data.train_images, data.train_labels)
-            batch.begin_pass(p, images, labels)
-            bar = _progress(n, f"pass {p + 1}/{passes}, {len(cfgs)} seeds", progress)
-            for start in range(0, n, chunk):
-                stop = min(start + chunk, n)
-                losses = batch.train_steps(images, labels, start, stop,
-                                           lr_at(cfg, p, step, passes * n))
-                step += stop - start
-                for (c, out, model, at, _), loss in zip(runs, losses, strict=True):
-                    at.step = step
-                    at.history.append({"step": step, "pass": p, "loss": float(np.mean(loss))})
-                    _check_finite(loss, model, p, step, out, c, weights=stop == n)
-                if bar:
-                    bar.update(stop - start)
-            if bar:
-                bar.close()
-            train_seconds = time.perf_counter() - t0
-            for c, out, model, at, recs in runs:
-                metrics = {"pass": p + 1, "step": step, "seconds": round(train_seconds, 3),
-                           **evaluate(model, data, c)}
-                recs.append(metrics)
-                log(f"seed {c.seed}: {_pass_line(metrics, passes)}")
-                rundir.append_jsonl(out / rundir.METRICS, metrics)
-                at.passes_done = p + 1
-                _save(out, c, model, at)
-            t0 = time.perf_counter() - train_seconds  # evaluation time is not training time
-        summaries = [_summary(c, data, "fast", recs) for c, _, _, _, recs in runs]
-        for (_, out, *_), summary in zip(runs, summaries, strict=True):
-            rundir.write_json(out / rundir.SUMMARY, summary)
-        return summaries
-    finally:
-        for out in outs:
-            rundir.release(out)
+__all__ = ["SEEDS", "Run", "RunData", "RunInterrupted", "data_sha256", "dropout_keep",
+           "evaluate", "fit", "load_run_data", "lr_at", "parse_seeds", "pass_data",
+           "resolve_out", "resume_config", "seed_dir", "seeds_summary", "stall_warnings",
+           "versions"]

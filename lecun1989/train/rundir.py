@@ -66,23 +66,40 @@ def keep_jsonl(path: Path, keep: int) -> list[dict]:
     return records
 
 
-def default_out(preset: str, data: str, seed: int, root: str = "runs") -> Path:
-    """runs/<time>-<preset>-<data>-s<seed>: a fresh folder for each run."""
+def default_out(preset: str, data: str, seed: int | str, root: str = "runs") -> Path:
+    """runs/<time>-<preset>-<data>-s<seed>: a fresh folder for each run (seed: or "0-4")."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(root) / f"{stamp}-{preset}-{data}-s{seed}"
 
 
-def prepare(out: str | os.PathLike, overwrite: bool = False, *, resume: bool = False) -> Path:
+def check_out(out: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, a folder that a new run may not use: not a folder,
+    or holding another run (unless `overwrite`)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder; choose another path")
+    if overwrite or not out.is_dir():
+        return
+    if any(p.name != LOCK for p in out.iterdir()):
+        if (out / CHECKPOINT).is_file() and not (out / SUMMARY).is_file():
+            raise UserError(f"--out {out}: holds an unfinished run; continue it with "
+                            f"--resume {out}, or start afresh with --overwrite")
+        raise UserError(f"--out {out}: the folder is not empty (another run?); "
+                        "choose a new folder or pass --overwrite")
+
+
+def prepare(out: str | os.PathLike, overwrite: bool = False, *, resume: bool = False,
+            marker: str = CHECKPOINT) -> Path:
     """Create and lock the run folder; refuse one that holds another run unless `overwrite`.
 
-    With `resume`, the folder must hold a checkpoint and is kept as it is. Call `release`
-    when the run ends.
+    With `resume`, the folder must hold `marker` (a checkpoint; a K-model folder: its
+    seeds.json) and is kept as it is. Call `release` when the run ends.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder; choose another path")
-    if resume and not (out / CHECKPOINT).is_file():
-        raise CheckpointError(f"--resume {out}: no {CHECKPOINT} there; pass the folder of a "
+    if resume and not (out / marker).is_file():
+        raise CheckpointError(f"--resume {out}: no {marker} there; pass the folder of a "
                               "run that was interrupted")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -91,12 +108,8 @@ def prepare(out: str | os.PathLike, overwrite: bool = False, *, resume: bool = F
         raise UserError(f"--out {out}: cannot write there ({e.strerror or e}); "
                         "choose a writable folder") from e
     try:
-        if not resume and not overwrite and any(p.name != LOCK for p in out.iterdir()):
-            if (out / CHECKPOINT).is_file() and not (out / SUMMARY).is_file():
-                raise UserError(f"--out {out}: holds an unfinished run; continue it with "
-                                f"--resume {out}, or start afresh with --overwrite")
-            raise UserError(f"--out {out}: the folder is not empty (another run?); "
-                            "choose a new folder or pass --overwrite")
+        if not resume:
+            check_out(out, overwrite)
         if overwrite and not resume:
             for name in (CONFIG, METRICS, SUMMARY, CHECKPOINT):
                 (out / name).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from lecun1989.config import TrainConfig
+from lecun1989.optim.sdlm import SDLM
 
 
 class SGD:
@@ -65,7 +66,5 @@ def make_optimizer(cfg: TrainConfig, model) -> SGD | AdamW:
     if cfg.optimizer == "adamw":
         return AdamW(list(model.parameters()), cfg.weight_decay)
     if cfg.optimizer == "sdlm":
-        from lecun1989.train.sdlm import SDLM  # noqa: PLC0415
-
         return SDLM(cfg, model)
     return SGD()
