@@ -23,14 +23,14 @@ def test_dropout_is_off_when_evaluating(engine):
     outputs = run.engine.predict(data.test_images)
     # the metrics fit recorded are those of a forward pass without dropout
     no_dropout = apply_overrides(preset("modern-relu-dropout"), ["model.dropout=0"])
-    plain = ReferenceEngine(no_dropout, params).predict(data.test_images)
+    plain = ReferenceEngine([no_dropout], [params]).predict(data.test_images)[0]
     np.testing.assert_allclose(outputs, plain, rtol=0, atol=0 if engine == "reference" else 1e-5)
     if engine == "fast":  # float32 against float32: agreeing to rounding, and predicted alike
         assert np.array_equal(outputs.argmax(1), plain.argmax(1))
         return
     assert run.summary["final"]["test"] == evaluate_outputs(plain, data.test_labels)
     # ... while dropout does act in training mode (so the check above could fail)
-    model = run.engine.model
+    model = run.engine.engine.models[0]  # the reference engine's network
     model.train()
     with torch.no_grad():
         noisy = model(torch.from_numpy(data.test_images)).double().numpy()

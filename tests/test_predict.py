@@ -64,7 +64,7 @@ def test_predictions_are_the_networks_outputs_on_the_prepared_pictures(tmp_path,
     Image.open(paths[0]).convert("RGB").save(jpeg, quality=90)
     results = predict_files(trained_run.dir, [*paths, str(jpeg)])
     cfg, params, _, _ = checkpoint.load(trained_run.dir)
-    outputs = ReferenceEngine(cfg, params).predict(np.stack([r.image for r in results]))
+    outputs = ReferenceEngine([cfg], [params]).predict(np.stack([r.image for r in results]))[0]
     for r, o in zip(results, outputs, strict=True):
         np.testing.assert_allclose(r.outputs, o)
         assert r.digit == o.argmax() and r.margin == pytest.approx(np.sort(o)[-1] - np.sort(o)[-2])
@@ -75,7 +75,7 @@ def test_predictions_are_the_networks_outputs_on_the_prepared_pictures(tmp_path,
 def test_reject_threshold_reproduces_the_reject_rate(trained_run):
     """Rejecting margin < threshold rejects reject_for_1pct of the digits, <= 1% error left."""
     cfg, params, _, _ = checkpoint.load(trained_run.dir)
-    outputs = ReferenceEngine(cfg, params).predict(trained_run.data.test_images)
+    outputs = ReferenceEngine([cfg], [params]).predict(trained_run.data.test_images)[0]
     labels = trained_run.data.test_labels
     threshold = reject_threshold(outputs, labels)
     kept = margins(outputs) >= threshold

@@ -45,9 +45,9 @@ def _skip_reason(name: str, engine: str) -> str | None:
     """Why this engine cannot train this config (the fast engine supports a subset)."""
     if engine != "fast":
         return None
-    from lecun1989.engines import fast_unsupported  # noqa: PLC0415
+    from lecun1989.engines import why_not
 
-    return fast_unsupported(config(name, "reference"))
+    return why_not("fast", [config(name, "reference")])
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -256,13 +256,13 @@ def test_one_sdlm_step_of_the_engine_equals_a_step_by_hand(digits):
     rc.train.optimizer, rc.train.sdlm_samples, rc.train.sdlm_mu = "sdlm", 4, 0.02
     params = init_params(rc.model, seed=0)
     images, labels = digits.numpy()[:6], np.array([0, 1, 2, 3, 4, 5])
-    engine = ReferenceEngine(rc, params)
+    engine = ReferenceEngine([rc], [params])
     with torch.no_grad():
-        y3 = engine.model.layers(torch.from_numpy(images))["h3"].numpy()
+        y3 = engine.models[0].layers(torch.from_numpy(images))["h3"].numpy()
     engine.begin_pass(0, images, labels)
     lr = 5e-4
-    engine.train_steps(images, labels, 0, 1, lr)
-    new = engine.params()
+    engine.train_steps(images, labels, 0, 1, np.array([lr]))
+    new = engine.params()[0]
 
     # numpy, by hand: NC89's output units y = A tanh(S a), E = mean_k (y_k - t_k)^2
     big_a, s, w, b = 1.7159, 2 / 3, params["out_w"], params["out_b"]
@@ -282,7 +282,7 @@ def test_one_sdlm_step_of_the_engine_equals_a_step_by_hand(digits):
     ps = [getattr(model, n) for n in PARAM_NAMES]
     loss = sample_loss(model(torch.from_numpy(images[:1])), torch.from_numpy(labels[:1]), rc)
     grads = torch.autograd.grad(loss, ps)
-    hs = engine.optimizer_state()
+    hs = engine.optimizer_state()[0]
     for n, g in zip(PARAM_NAMES, grads, strict=True):
         np.testing.assert_allclose(new[n], params[n] - lr * g.numpy() / (0.02 + hs[n]),
                                    rtol=1e-13, atol=1e-17, err_msg=n)
@@ -320,7 +320,7 @@ def test_fit_with_sdlm_trains_and_checkpoints_h(tmp_path):
     losses = [r["loss"] for r in run.loss_history]  # one mean loss per pass
     assert losses[2] < losses[1] < losses[0]
     _, _, extra, _ = checkpoint.load(tmp_path / "run")
-    h = sdlm.average_curvature(run.engine.model, data.train_images[:30], cfg.train)
+    h = sdlm.average_curvature(run.engine.engine.models[0], data.train_images[:30], cfg.train)
     for n in PARAM_NAMES:  # the h of the last pass, estimated at the weights it started with
         assert extra[f"optimizer/{n}"].shape == run.engine.params()[n].shape
         assert (extra[f"optimizer/{n}"] >= 0).all()

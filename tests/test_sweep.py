@@ -14,14 +14,13 @@ from lecun1989.sweeps.grid import (
     config_hash,
     expand_sets,
     ladder_configs,
-    parse_seeds,
     plan,
     run_name,
     split_values,
 )
 from lecun1989.sweeps.run import single_threaded
 from lecun1989.sweeps.table import PLOT, TABLE_JSON, TABLE_MD
-from lecun1989.train.loop import fit, load_run_data
+from lecun1989.train.loop import fit, load_run_data, parse_seeds
 
 TINY = ["data.name=digits", "data.limit_train=200", "data.limit_test=100", "train.passes=1",
         "engine=reference"]
@@ -40,7 +39,7 @@ def test_value_lists_ranges_and_json_values():
     assert split_values("2-4") == ["2", "3", "4"]
     assert split_values("-1,1e-4") == ["-1", "1e-4"]  # not ranges
     assert split_values("[[0,0.01],[2,0.005]],[]") == ["[[0,0.01],[2,0.005]]", "[]"]
-    assert parse_seeds("0-2,7,1") == [0, 1, 2, 7]
+    assert parse_seeds("0-2,7") == [0, 1, 2, 7] and parse_seeds("5") == [5]
     combos = expand_sets(["train.lr=0.01,0.1", "table=karpathy,full,balanced"])
     assert len(combos) == 6 and ["train.lr=0.1", "table=full"] in combos
     assert expand_sets([]) == [[]]

@@ -29,7 +29,7 @@ def test_one_sgd_step_equals_a_hand_computed_step():
     cfg = apply_overrides(preset("paper-sgd"), ["model.dtype=float64", "train.lr=0.05"])
     data = _digits()
     params = init_params(cfg.model, cfg.seed)
-    engine = ReferenceEngine(cfg, params)
+    engine = ReferenceEngine([cfg], [params])
     x, label = data.train_images[:1], int(data.train_labels[0])
     model = Net1989(cfg.model)
     model.load_numpy_params(params)
@@ -41,9 +41,9 @@ def test_one_sgd_step_equals_a_hand_computed_step():
     t = -np.ones(10)
     t[label] = 1
     dE_da = 2 * (y - t) / 10 * A * S * (1 - np.tanh(S * a) ** 2)  # E = mean_k (y_k - t_k)^2
-    loss = engine.train_steps(data.train_images, data.train_labels, 0, 1, lr=0.05)
+    loss = engine.train_steps(data.train_images, data.train_labels, 0, 1, np.array([0.05]))[0]
     assert loss[0] == pytest.approx(np.mean((y - t) ** 2), rel=1e-12)
-    new = engine.params()
+    new = engine.params()[0]
     np.testing.assert_allclose(new["out_w"], params["out_w"] - 0.05 * np.outer(dE_da, h3),
                                rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(new["out_b"], params["out_b"] - 0.05 * dE_da, rtol=1e-12,

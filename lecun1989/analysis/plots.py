@@ -390,9 +390,9 @@ def load_run(run_dir: str | os.PathLike, with_data: bool = True) -> RunView:
         except UserError as e:
             view.missing["data"] = str(e)
     if view.params is not None and view.data is not None:
-        from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
+        from lecun1989.model.net import predict
 
-        view.outputs = ReferenceEngine(view.cfg, view.params).predict(view.data.test_images)
+        view.outputs = predict(view.cfg.model, view.params, view.data.test_images)
     return view
 
 

@@ -123,14 +123,14 @@ def reject_threshold(checkpoint_path: str | os.PathLike, cfg) -> tuple[float | N
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
+        from lecun1989.model.net import predict
         from lecun1989.train import checkpoint  # noqa: PLC0415
         from lecun1989.train.loop import load_run_data  # noqa: PLC0415
         from lecun1989.train.metrics import reject_threshold as threshold  # noqa: PLC0415
 
         data = load_run_data(cfg)
         params = checkpoint.load(checkpoint_path)[1]
-        outputs = ReferenceEngine(cfg, params).predict(data.test_images)
+        outputs = predict(cfg.model, params, data.test_images)
         return threshold(outputs, data.test_labels, 0.01), \
             f"recomputed on the {data.name} test set (summary.json has none)"
     except UserError as e:
@@ -139,13 +139,13 @@ def reject_threshold(checkpoint_path: str | os.PathLike, cfg) -> tuple[float | N
 
 def predict_files(checkpoint_path: str | os.PathLike, paths: list) -> list[Prediction]:
     """Classify each picture with the checkpoint's network."""
-    from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
+    from lecun1989.model.net import predict
     from lecun1989.train import checkpoint  # noqa: PLC0415
     from lecun1989.train.metrics import margins  # noqa: PLC0415
 
     cfg, params, _, _ = checkpoint.load(checkpoint_path)
     images = np.stack([prepare(read_grey(p), cfg.model.input_size) for p in paths])
-    outputs = ReferenceEngine(cfg, params).predict(images)
+    outputs = predict(cfg.model, params, images)
     threshold, source = reject_threshold(checkpoint_path, cfg)
     return [Prediction(str(p), int(o.argmax()), o, float(m), threshold, source, x)
             for p, o, m, x in zip(paths, outputs, margins(outputs), images, strict=True)]

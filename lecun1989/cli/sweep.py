@@ -27,7 +27,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--preset", nargs="+", default=["paper"], metavar="PRESET",
                    help=f"one or more of: {', '.join(PRESETS)}")
     p.add_argument("--seeds", "--seed", dest="seeds", default="0",
-                   help="seeds: a range or list, e.g. 0-4 or 0,3,7 (default 0)")
+                   help="seeds: 0-4 (five), 0,3,7 (three), 5 (seed 5 alone; a bare number is "
+                        "one seed in every command) (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=V1,V2", help="a config field and its values (lists: a,b,c; "
                    "integer ranges: 1-3); every combination runs, e.g. --set train.lr=0.01,0.1")
@@ -53,18 +54,19 @@ def add_parsers(sub) -> None:
 
 def sweep_configs(args) -> list:
     """A RunConfig per preset x --set combination x seed, built as `train` builds one."""
-    from lecun1989.sweeps import expand_sets, parse_seeds  # noqa: PLC0415
+    from lecun1989.sweeps import expand_sets, parse_seeds
 
     combos, seeds = expand_sets(args.overrides), parse_seeds(args.seeds)
     return [config_from_args(argparse.Namespace(**{**vars(args), "preset": name,
-                                                   "overrides": combo, "seed": seed}))
+                                                   "overrides": combo, "seed": seed,
+                                                   "seeds": None}))
             for name in args.preset for combo in combos for seed in seeds]
 
 
 def make_executor(args, folder: Path):
     """A submitit AutoExecutor for --cluster, one CPU per run."""
     try:
-        import submitit  # noqa: PLC0415
+        import submitit
     except ImportError as e:
         raise UserError("--cluster needs submitit: pip install 'lecun1989[cluster]'") from e
     params = {"timeout_min": args.timeout_min, "cpus_per_task": 1, "name": "lecun1989-sweep",
@@ -86,8 +88,8 @@ def make_executor(args, folder: Path):
 
 
 def cmd_sweep(args) -> int:
-    from lecun1989.sweeps import is_finished, run_sweep, write_table  # noqa: PLC0415
-    from lecun1989.sweeps.grid import plan  # noqa: PLC0415
+    from lecun1989.sweeps import is_finished, run_sweep, write_table
+    from lecun1989.sweeps.grid import plan
 
     if args.table:
         return _print_table(write_table(args.table), args.table)
@@ -108,7 +110,7 @@ def cmd_sweep(args) -> int:
 
 
 def _print_table(table: dict, folder) -> int:
-    from lecun1989.sweeps.table import metric_table  # noqa: PLC0415
+    from lecun1989.sweeps.table import metric_table
 
     print("\n".join(metric_table(table, "test", "error")))
     print(f"table: {Path(folder) / 'table.md'} (every metric), table.json, test_error.png")

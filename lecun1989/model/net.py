@@ -150,6 +150,14 @@ class Net1989(nn.Module):
                 p.copy_(torch.as_tensor(np.asarray(params[n]).reshape(p.shape), dtype=p.dtype))
 
 
+def predict(cfg: ModelConfig, params: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray:
+    """The outputs (N, 10), float64, of the network with these parameters: inference alone,
+    without a training engine or its side effects."""
+    net = Net1989(cfg)
+    net.load_numpy_params(params)
+    return net.predict_numpy(images)
+
+
 def count(model: Net1989) -> dict[str, int]:
     """Units, connections, free parameters and multiply-accumulates of one forward pass.
 

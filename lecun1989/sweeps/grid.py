@@ -39,16 +39,6 @@ def split_values(text: str) -> list[str]:
     return out
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-4' -> [0, 1, 2, 3, 4]; '1,7' -> [1, 7]."""
-    seeds = []
-    for item in split_values(text):
-        if not item.isdigit():
-            raise ConfigError(f"--seeds {text}: {item!r} is not a seed; write e.g. 0-4 or 0,3,7")
-        seeds.append(int(item))
-    return list(dict.fromkeys(seeds))
-
-
 def expand_sets(items: list[str]) -> list[list[str]]:
     """['lr=0.01,0.1', 'table=karpathy,full'] -> every combination as a list of key=value."""
     axes = []

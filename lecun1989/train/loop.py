@@ -33,7 +33,7 @@ from lecun1989 import data as datasets
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.data.base import library_versions
 from lecun1989.engines import ModelView, choose_engine, make_engine
-from lecun1989.errors import CheckpointError, UserError
+from lecun1989.errors import CheckpointError, ConfigError, UserError
 from lecun1989.model.net import conv_out, init_params
 from lecun1989.model.tables import MAPS
 from lecun1989.stats import aggregate
@@ -242,17 +242,17 @@ def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
             try:
                 first, last = int(lo), int(hi) if dash else int(lo)
             except ValueError:
-                raise UserError(f"--seeds {text}: write seeds as 0-4, 0,3,7 or 5 (one seed)"
-                                ) from None
+                raise ConfigError(f"--seeds {text}: {part!r} is not a seed; write seeds as "
+                                  "0-4, 0,3,7 or 5 (one seed)") from None
             if last < first:
-                raise UserError(f"--seeds {text}: the range {part} runs backwards; write "
+                raise ConfigError(f"--seeds {text}: the range {part} runs backwards; write "
                                 f"{last}-{first}")
             seeds.extend(range(first, last + 1))
             if len(seeds) > MAX_SEEDS:
                 break
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or \
             max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
-        raise UserError(f"--seeds {text}: give up to {MAX_SEEDS} distinct seeds from 0 to "
+        raise ConfigError(f"--seeds {text}: give up to {MAX_SEEDS} distinct seeds from 0 to "
                         f"{MAX_SEED}, e.g. 0-4 or 0,3,7")
     return seeds
 
@@ -306,6 +306,9 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
             prepared = _prepare(root, outs, many, overwrite, resume)
             params = _resume(models, data, callbacks)
             engine_name, why = models[0].state.engine, "the engine the run began with"
+            first = min(models, key=lambda m: (m.state.passes_done, m.state.sample)).state
+            log(f"resuming {root} at pass {first.passes_done + 1}/{cfgs[0].train.passes}, "
+                f"sample {first.sample}")
         else:
             params = [init_params(m.cfg.model, m.cfg.seed) for m in models]
         groups = _groups(models)
@@ -313,6 +316,13 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
         for group in groups:
             engines.append(make_engine(engine_name, [m.cfg for m in group],
                                        [params[models.index(m)] for m in group]))
+            if resume:
+                try:
+                    engines[-1].load_optimizer_state([m.state.optimizer for m in group])
+                except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                    raise CheckpointError(f"{group[0].out}: its optimizer state is unusable "
+                                          f"({str(e).splitlines()[0]}); start a new run"
+                                          ) from None
             for k, m in enumerate(group):
                 m.engine = ModelView(engines[-1], k)
         for engine in engines:  # (compile time is not training time)
@@ -542,7 +552,7 @@ def _resume_seeds(root: Path) -> list[int]:
     try:
         seeds = json.loads((root / SEEDS).read_text())["seeds"]
         return parse_seeds([int(s) for s in seeds])
-    except (OSError, ValueError, KeyError, TypeError, UserError) as e:
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
         raise CheckpointError(f"{root / SEEDS}: unreadable ({e}); the folder is damaged: "
                               "start the run again") from None
 
@@ -639,8 +649,8 @@ def _check_finite(losses: np.ndarray, m: _Model, p: int, step: int, weights: boo
         return
     kept = (f"; the last good checkpoint (after pass {p}) is kept in "
             f"{m.out / rundir.CHECKPOINT}" if m.out else "")
-    raise UserError(f"training diverged (seed {m.cfg.seed}) at pass {p + 1}, step {step} "
-                    f"({what}){kept}; lower the learning rate, e.g. "
+    raise UserError(f"training diverged at pass {p + 1}, step {step} (seed {m.cfg.seed}: "
+                    f"{what}){kept}; lower the learning rate, e.g. "
                     f"--set train.lr={m.cfg.train.lr / 10:g}")
 
 
