@@ -15,5 +15,3 @@ RESULTS = {
     "test": {"mse": 1.8e-2, "error": 0.050, "misses": 102, "reject_for_1pct": 0.121},
 }
 
-# Published numbers of other reproductions (../shared/PAPER.md), for the report's table.
-KARPATHY_MNIST = {"train": {"error": 0.0062}, "test": {"error": 0.0409}}

@@ -156,6 +156,36 @@ def test_an_interrupted_and_resumed_run_records_what_an_uninterrupted_one_does(t
         np.testing.assert_array_equal(snaps[name], values)
 
 
+class KilledAtFirstRecord:
+    """As SIGKILL would: the run dies after its first checkpoint, before any history."""
+
+    def on_steps(self, step, pass_index, losses, engine):
+        raise SystemExit("killed")
+
+
+def test_a_run_killed_before_its_first_record_resumes_with_complete_histories(tmp_path,
+                                                                             one_thread):
+    cfg = apply_overrides(preset("paper"), [
+        "data.name=digits", "data.limit_train=60", "data.limit_test=30", "passes=2",
+        "engine=reference", "loss_every=30", "history_every=60", "snapshot_every=60"])
+    data = load_run_data(cfg)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    quiet = {"progress": False, "log": lambda *a: None}
+    fit(cfg, data, whole, callbacks=[HistoryRecorder(whole, cfg)], **quiet)
+    with pytest.raises(SystemExit):
+        fit(cfg, data, parts, callbacks=[KilledAtFirstRecord(), HistoryRecorder(parts, cfg)],
+            **quiet)
+    assert not (parts / PARAMS).exists() and (parts / "model.safetensors").exists()
+    fit(cfg, data, parts, resume=True, callbacks=[HistoryRecorder(parts, cfg)], **quiet)
+    assert read_param_history(parts) == read_param_history(whole)
+    assert read_param_history(parts)[0]["step"] == 0
+    assert read_jsonl(parts / LOSS) == read_jsonl(whole / LOSS)
+    assert read_snapshots(parts)[0].tolist() == read_snapshots(whole)[0].tolist()
+    for a, b in zip(read_pass_weights(parts), read_pass_weights(whole), strict=True):
+        for name in PARAM_NAMES:
+            np.testing.assert_array_equal(a[name], b[name])
+
+
 def _fast_engine_missing() -> str | None:
     try:
         from lecun1989.engines import fast  # noqa: F401

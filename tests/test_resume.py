@@ -250,3 +250,59 @@ def test_cli_run_stopped_by_sigterm_or_killed_resumes_bit_identical(tmp_path, ca
     for name in ("loss.jsonl", "params.jsonl"):  # the history recorder's files, if any
         if (whole / name).exists():
             assert (whole / name).read_bytes() == (cut / name).read_bytes(), name
+
+
+@needs_main_thread
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_several_seeds_interrupted_then_resumed_equal_uninterrupted(engine, tmp_path):
+    """A K-model folder: SIGINT mid-pass checkpoints every seed; the resume of the folder
+    ends with each seed's files as an uninterrupted K-model run writes them, bit for bit."""
+    reason = _skip_reason("sdlm", engine)
+    if reason:
+        pytest.skip(reason)
+    cfg = config("sdlm", engine)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    runs = fit(cfg, _data(), whole, seeds=[3, 1], progress=False, log=quiet)
+    assert [r.summary["seed"] for r in runs] == [3, 1]
+    with pytest.raises(RunInterrupted):
+        fit(cfg, _data(), parts, seeds=[3, 1], progress=False, log=quiet,
+            callbacks=lambda c, o: [SignalAt(step=N_TRAIN + CHUNK)] if c.seed == 3 else [])
+    assert not (parts / rundir.SUMMARY).exists()
+    for seed in (3, 1):
+        assert checkpoint.load_state(parts / f"seed-{seed}")[2].sample == CHUNK
+    resumed = fit(cfg, _data(), parts, resume=True, progress=False, log=quiet)
+    assert [r.summary["seed"] for r in resumed] == [3, 1]
+    for seed in (3, 1):
+        assert_same_run(whole / f"seed-{seed}", parts / f"seed-{seed}")
+    a, b = (json.loads((d / rundir.SUMMARY).read_text()) for d in (whole, parts))
+    assert without_seconds(a) == without_seconds(b) and a["seeds"] == [3, 1]
+
+
+def test_identical_runs_write_identical_checkpoints(tmp_path):
+    """Nothing but the seed decides a checkpoint's bytes (no unseeded generator state)."""
+    engine = "fast" if _skip_reason("sdlm", "fast") is None else "reference"
+    cfg = apply_overrides(config("adamw-dropout-shift", engine), ["passes=1"])
+    for name in ("a", "b"):
+        fit(cfg, _data(), tmp_path / name, progress=False, log=quiet)
+    assert (tmp_path / "a" / rundir.CHECKPOINT).read_bytes() == \
+        (tmp_path / "b" / rundir.CHECKPOINT).read_bytes()
+
+
+@needs_main_thread
+def test_resume_rewrites_an_edited_or_lost_config_and_refuses_another_runs_checkpoint(
+        tmp_path):
+    cfg = config("sdlm", "reference")
+    for name in ("a", "b"):
+        with pytest.raises(RunInterrupted):
+            fit(apply_overrides(config("sdlm", "reference"), [f"seed={len(name) + ord(name)}"]),
+                _data(), tmp_path / name, progress=False, log=quiet,
+                callbacks=[SignalAt(after_pass=1)])
+    a, b = tmp_path / "a", tmp_path / "b"
+    (b / rundir.CHECKPOINT).write_bytes((a / rundir.CHECKPOINT).read_bytes())  # copied in
+    with pytest.raises(CheckpointError, match="another run"):
+        fit(checkpoint.load(b)[0], _data(), b, resume=True, progress=False, log=quiet)
+    saved = json.loads((a / rundir.CONFIG).read_text())
+    (a / rundir.CONFIG).write_text(json.dumps({**saved, "seed": 999}))  # edited by hand
+    fit(checkpoint.load(a)[0], _data(), a, resume=True, progress=False, log=quiet)
+    assert json.loads((a / rundir.CONFIG).read_text())["seed"] == saved["seed"]
+    assert cfg.seed == 0

@@ -64,12 +64,16 @@ class HistoryRecorder:
         self._last_params = self._last_snapshot = 0
         self._started = False
 
+    def _initial(self) -> dict[str, np.ndarray]:
+        """The initial weights (fit starts from init_params), in the model's dtype."""
+        initial = init_params(self.cfg.model, self.cfg.seed)
+        return {k: v.astype(self.cfg.model.dtype) for k, v in initial.items()}
+
     def _start(self) -> None:
-        """Truncate the files and record the initial weights (fit starts from init_params)."""
+        """Truncate the files and record the initial weights."""
         for name in FILES:
             (self.out / name).unlink(missing_ok=True)
-        initial = init_params(self.cfg.model, self.cfg.seed)
-        initial = {k: v.astype(self.cfg.model.dtype) for k, v in initial.items()}
+        initial = self._initial()
         self._record_params(0, 0, initial)
         self._pass_weights = [initial]
         _write_pass_weights(self.out, self._pass_weights)
@@ -100,9 +104,15 @@ class HistoryRecorder:
         _rewrite_lines(self.out / LOSS, [{"step": h["step"], "pass": h["pass"] + 1,
                                           "loss": h["loss"]} for h in history
                                          if h["step"] <= step])
-        _rewrite_lines(self.out / PARAMS, [r for r in read_jsonl(self.out / PARAMS)
-                                           if r["step"] <= step])
+        params = [r for r in read_jsonl(self.out / PARAMS) if r["step"] <= step]
+        if not params or params[0]["step"] != 0:  # killed before the first record was written
+            params.insert(0, {"step": 0, "pass": 0, "tensors": {
+                n: histogram(v, self.bins) for n, v in self._initial().items()}})
+        _rewrite_lines(self.out / PARAMS, params)
         index_path = self.out / SNAPSHOT_INDEX
+        if self.cfg.train.snapshot_every and not index_path.exists():  # killed before it
+            (self.out / SNAPSHOTS).unlink(missing_ok=True)
+            self._snapshot(0, self._initial())
         if index_path.exists():
             index = json.loads(index_path.read_text())
             index["steps"] = [s for s in index["steps"] if s <= step]
@@ -113,7 +123,7 @@ class HistoryRecorder:
             rundir.write_json(index_path, index)
         self._pending = []
         self._last_params = self._last_snapshot = step
-        self._pass_weights = read_pass_weights(self.out)[:passes_done + 1]
+        self._pass_weights = read_pass_weights(self.out)[:passes_done + 1] or [self._initial()]
         if len(self._pass_weights) != passes_done + 1:  # written before this file existed
             raise CheckpointError(f"{self.out / PASS_WEIGHTS}: holds "
                                   f"{len(self._pass_weights)} passes' weights, the checkpoint "

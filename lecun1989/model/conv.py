@@ -1,4 +1,4 @@
-"""The original notebook's convolution, built from `nn.Unfold` and `nn.Fold`, as a layer.
+"""The original notebook's convolution, built from `F.unfold` and `F.fold`.
 
 It computes exactly what `F.conv2d(x, w, stride=stride, groups=groups)` computes (no
 padding: the network pads with -1 itself); tests hold it against `F.conv2d`.
@@ -21,13 +21,3 @@ def unfold_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1,
     out = torch.einsum("gok,ngkl->ngol", kernels, patches).reshape(n, out_c, oh * ow)
     return F.fold(out, (oh, ow), kernel_size=1)  # (n, out_c, oh, ow)
 
-
-class UnfoldConv2d(torch.nn.Module):
-    """A bias-free, padding-free convolution layer using `unfold_conv2d`."""
-
-    def __init__(self, stride: int = 1, groups: int = 1):
-        super().__init__()
-        self.stride, self.groups = stride, groups
-
-    def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return unfold_conv2d(x, weight, self.stride, self.groups)
