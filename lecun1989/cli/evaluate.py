@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 
+from lecun1989.cli.main import help_formatter
+
 
 def add_parsers(sub) -> None:
     """Register `evaluate`."""
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint on its data")
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint on its data",
+                       description="Error, MSE and the rejection for 1% error of a trained "
+                                   "network, on the train and test digits of its run (or of "
+                                   "--data).",
+                       formatter_class=help_formatter())
     p.add_argument("checkpoint", help="a run folder or its model.safetensors")
-    p.add_argument("--data", default=None, help="evaluate on another data source")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data", default=None,
+                   help="evaluate on another data source (default: the run's own)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with zip.train[.gz] and zip.test[.gz] (default: the run's, "
+                        "or LECUN1989_DATA)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
