@@ -58,3 +58,17 @@ def test_unknown_preset_and_config_keys():
         preset("lenet5")
     with pytest.raises(ConfigError, match="unknown"):
         RunConfig.from_dict({"model": {"bogus": 1}})
+
+
+def test_config_imports_nothing_from_the_rest_of_the_package():
+    """config is the bottom layer: lecun1989/model imports it, never the reverse (no cycle)."""
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import lecun1989.config  # noqa: PLC0415
+
+    tree = ast.parse(Path(lecun1989.config.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert {m for m in imported if m and m.startswith("lecun1989")} == {"lecun1989.errors"}
