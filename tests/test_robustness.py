@@ -675,7 +675,8 @@ def test_docs_list_every_case():
     text = DOCS.read_text()
     assert set(re.findall(r"`test_bad_input\[([^\]]+)\]`", text)) == {_id(c) for c in CASES}
     sources = "".join((ROOT / "tests" / f).read_text()
-                      for f in ("test_robustness.py", "test_resume.py", "test_cli.py"))
+                      for f in ("test_robustness.py", "test_resume.py", "test_cli.py",
+                                "test_files.py", "test_config.py"))
     for name in set(re.findall(r"`(test_\w+)", text)):
         assert f"def {name}(" in sources, f"docs/robustness.md names {name}: no such test"
     rows = re.findall(r"^\| (?!Input|-)", text, flags=re.M)
