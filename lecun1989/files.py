@@ -1,11 +1,12 @@
 """Writing files so that nothing is ever half-written, and every write failure is one line.
 
-`write_bytes` / `write_text` / `write_json` write a temporary file in the same folder, flush it
-to disk (fsync) and rename it over the target: a kill at any moment leaves the old complete
-file or the new one. `append_jsonl` adds one JSON line and flushes it; `read_jsonl` reads such
-a file back and drops a torn last line (a kill mid-append). Every write goes through
-`safe_write`, which turns the OSErrors a user can fix (a full disk, a name too long, no
-permission, a read-only file system) into a one-line UserError and leaves no temporary file.
+`write_bytes` / `write_text` / `write_json` write a temporary file in the same folder, flush
+it to disk (fsync) and rename it over the target: a kill at any moment leaves the old complete
+file or the new one. `append_jsonl` / `extend_jsonl` add JSON lines and flush them,
+`write_jsonl` replaces such a file; `read_jsonl` reads one back and drops a torn last line (a
+kill mid-append). Every write goes through `safe_write`, which turns the OSErrors a user can
+fix (a full disk, a name too long, no permission, a read-only file system) into a one-line
+UserError and leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -113,11 +114,24 @@ def write_json(path: str | os.PathLike, obj, *, resume: str | None = None) -> No
 
 def append_jsonl(path: str | os.PathLike, obj, *, resume: str | None = None) -> None:
     """Append one JSON line and flush it to disk (a kill mid-line leaves a torn last line)."""
-    line = json.dumps(obj, default=_jsonable) + "\n"
+    extend_jsonl(path, [obj], resume=resume)
+
+
+def extend_jsonl(path: str | os.PathLike, records, *, resume: str | None = None) -> None:
+    """Append JSON lines, one write and one flush to disk for them all."""
+    text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records)
+    if not text:
+        return
     with safe_write(path, resume), open(path, "a") as f:
-        f.write(line)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_jsonl(path: str | os.PathLike, records, *, resume: str | None = None) -> None:
+    """Replace a JSON-lines file atomically."""
+    write_text(path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in records),
+               resume=resume)
 
 
 def read_jsonl(path: str | os.PathLike) -> list:

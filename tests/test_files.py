@@ -100,3 +100,13 @@ def test_a_refused_folder_keeps_everything_in_it(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         rundir.prepare(folder)
     assert sorted(p.name for p in folder.iterdir()) == [rundir.CONFIG]
+
+
+def test_jsonl_helpers_round_trip(tmp_path):
+    path = tmp_path / "h.jsonl"
+    files.extend_jsonl(path, [{"step": 1}, {"step": 2}])
+    files.extend_jsonl(path, [])  # nothing to add: the file stays as it is
+    files.append_jsonl(path, {"step": 3})
+    assert files.read_jsonl(path) == [{"step": 1}, {"step": 2}, {"step": 3}]
+    files.write_jsonl(path, [{"step": 1}])
+    assert path.read_text() == '{"step": 1}\n' and leftovers(tmp_path) == []
