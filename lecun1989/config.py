@@ -335,6 +335,32 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return cfg
 
 
+def apply_flags(cfg: RunConfig, overrides: list[str], flags: dict[str, tuple[str, Any]]
+                ) -> RunConfig:
+    """apply_overrides, then the command's flags {key: (flag, value)} (value None: not given).
+
+    A flag that contradicts a `--set` of the same key is a ConfigError naming both: the flag
+    no longer wins silently, and every `--set` value is validated even where a flag agrees.
+    """
+    index = _field_index()
+    apply_overrides(cfg, overrides)
+    given = {_path_of(item.split("=", 1)[0].strip(), index): item for item in overrides}
+    for path, (flag, value) in flags.items():
+        if value is None:
+            continue
+        section, _, name = path.rpartition(".")
+        target = getattr(cfg, section) if section else cfg
+        current = getattr(target, name)
+        parsed = value if isinstance(value, str) and not isinstance(current, (bool, int, float)) \
+            else _parse_value(str(value), current, path)
+        if path in given and current != parsed:
+            raise ConfigError(f"{flag} {value} and --set {given[path]} disagree; give one of "
+                              "them")
+        setattr(target, name, parsed)
+    validate(cfg)
+    return cfg
+
+
 # --- validation --------------------------------------------------------------------------
 
 _CHOICES = {
