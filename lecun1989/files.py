@@ -134,10 +134,9 @@ def write_jsonl(path: str | os.PathLike, records, *, resume: str | None = None) 
                resume=resume)
 
 
-def read_jsonl(path: str | os.PathLike) -> list:
-    """The records of a JSON-lines file; a torn last line (a kill mid-append) is dropped.
-
-    A damaged line before the last is a UserError naming the file and the line.
+def read_jsonl(path: str | os.PathLike, limit: int | None = None) -> list:
+    """The records of a JSON-lines file (the first `limit` of them); a torn last line (a kill
+    mid-append) is dropped. A damaged line before the last is a UserError naming it.
     """
     path = Path(path)
     try:
@@ -147,7 +146,7 @@ def read_jsonl(path: str | os.PathLike) -> list:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     records = []
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines[:limit]):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -59,6 +59,7 @@ def test_read_jsonl_drops_a_torn_last_line_and_names_a_damaged_one(tmp_path):
     path.write_text('{"pass": 0}\n{"pa\n{"pass": 2}\n')
     with pytest.raises(UserError, match=r"m.jsonl line 2: not valid JSON"):
         files.read_jsonl(path)
+    assert files.read_jsonl(path, limit=1) == [{"pass": 0}]  # what comes after is not read
 
 
 def test_prepare_checks_out_before_creating_anything(tmp_path):

@@ -54,7 +54,7 @@ def keep_jsonl(path: Path, keep: int) -> list[dict]:
     """The first `keep` records of a JSON-lines file, rewritten to hold only those (resume)."""
     lines = path.read_text().splitlines() if path.is_file() else []
     try:
-        records = files.read_jsonl(path)[:keep]
+        records = files.read_jsonl(path, limit=keep)
     except UserError:  # a damaged line: as many complete records as come before it
         records = []
     if len(records) < keep:
