@@ -3,13 +3,34 @@
     from lecun1989 import preset, load_run_data, fit
     cfg = preset("paper")
     run = fit(cfg, load_run_data(cfg), out="runs/paper")
+
+The names below are imported when first used (PEP 562): `import lecun1989.cli.main` stays
+cheap, so the command line handles Ctrl-C before torch is imported.
 """
 
-from lecun1989.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, preset
-from lecun1989.errors import UserError
-from lecun1989.model import Net1989, count
-from lecun1989.train import evaluate_outputs, fit, load_run_data
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["ModelConfig", "Net1989", "RunConfig", "TrainConfig", "UserError", "apply_overrides",
-           "count", "evaluate_outputs", "fit", "load_run_data", "preset"]
+_WHERE = {  # name -> the module that defines it
+    "ModelConfig": "lecun1989.config", "RunConfig": "lecun1989.config",
+    "TrainConfig": "lecun1989.config", "apply_overrides": "lecun1989.config",
+    "preset": "lecun1989.config", "UserError": "lecun1989.errors",
+    "Net1989": "lecun1989.model", "count": "lecun1989.model",
+    "evaluate_outputs": "lecun1989.train", "fit": "lecun1989.train",
+    "load_run_data": "lecun1989.train",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
+    raise AttributeError(f"module 'lecun1989' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -1,7 +1,5 @@
 """`python -m lecun1989`."""
 
-import sys
+from lecun1989.cli.main import entry
 
-from lecun1989.cli.main import main
-
-sys.exit(main())
+entry()

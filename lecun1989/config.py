@@ -8,6 +8,7 @@ al. 1989) or EB98 ("Efficient BackProp", 1998); see ../shared/PAPER.md.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -16,69 +17,90 @@ from typing import Any
 from lecun1989.errors import ConfigError
 
 
+def _f(default, meaning: str):
+    """A config field and its meaning: the one place each field is described (`lecun1989
+    config` lists them)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"meaning": meaning})
+    return field(default=default, metadata={"meaning": meaning})
+
+
 @dataclass
 class ModelConfig:
     """The network's architecture and initialisation."""
 
-    input_size: int = 16  # NC89 §2: digits scaled to 16x16 (the notebook used 28x28)
-    conv: str = "native"  # "native" (F.conv2d) | "unfold" (the notebook's unfold/fold layer)
-    bias: str = "unit"  # NC89 §3: one bias per unit ("unit"); "map": one per feature map
-    # NC89 §3: each H2 map sees 8 of the 12 H1 maps by an undisclosed scheme. Guess:
-    # "karpathy" blocks; or "balanced", "full" (12 of 12), or an explicit list of 12 lists.
-    table: str | list = "karpathy"
-    pad_value: float = -1.0  # NC89 §3 pads the input with -1; the H1 output likewise is a guess
-    activation: str = "tanh"  # "tanh": A tanh(S a) (NC89 "sigmoid"); "relu" only for ablations
-    tanh_scale: float = 1.7159  # A, EB98 §4.4 (the notebook: 1.716; plain tanh: 1)
-    tanh_slope: float = 2 / 3  # S, EB98 §4.4 (plain tanh: 1)
-    output_activation: bool = True  # NC89: output units are squashed too
-    init: str = "2.4/F"  # NC89: U[-2.4/F, 2.4/F], F = fan-in; "2.4/sqrt(F)" is Karpathy's reading
-    bias_init: str = "zeros"  # not stated in NC89; "zeros" (guess) or "uniform" (as the weights)
-    output_bias_init: float | None = None  # None: as bias_init; Karpathy: -1 (the "no" target)
-    dropout: float = 0.0  # ablation ladder only (before H3)
-    dtype: str = "float32"  # "float32" | "float64" (the notebook)
+    input_size: int = _f(16, "NC89 §2: digits scaled to 16x16 (the notebook used 28x28)")
+    conv: str = _f("native", "'native' (F.conv2d) or 'unfold' (the notebook's unfold/fold layer)")
+    bias: str = _f("unit", "NC89 §3: one bias per unit ('unit'); 'map': one per feature map")
+    table: str | list = _f("karpathy", "NC89 §3: each H2 map sees 8 of the 12 H1 maps by an "
+                           "undisclosed scheme. Guess: 'karpathy' blocks; or 'balanced', 'full' "
+                           "(12 of 12), or an explicit list of 12 lists")
+    pad_value: float = _f(-1.0, "NC89 §3 pads the input with -1; the H1 output likewise is a "
+                          "guess")
+    activation: str = _f("tanh", "'tanh': A tanh(S a) (NC89 'sigmoid'); 'relu' only for "
+                         "ablations")
+    tanh_scale: float = _f(1.7159, "A, EB98 §4.4 (the notebook: 1.716; plain tanh: 1)")
+    tanh_slope: float = _f(2 / 3, "S, EB98 §4.4 (plain tanh: 1)")
+    output_activation: bool = _f(True, "NC89: output units are squashed too")
+    init: str = _f("2.4/F", "NC89: U[-2.4/F, 2.4/F], F = fan-in; '2.4/sqrt(F)' is Karpathy's "
+                   "reading")
+    bias_init: str = _f("zeros", "not stated in NC89; 'zeros' (guess) or 'uniform' (as the "
+                        "weights)")
+    output_bias_init: float | None = _f(None, "null: as bias_init; Karpathy: -1 (all outputs "
+                                        "start at the 'no' target)")
+    dropout: float = _f(0.0, "dropout before H3: ablation ladder only")
+    dtype: str = _f("float32", "'float32' or 'float64' (the notebook)")
 
 
 @dataclass
 class TrainConfig:
     """How the network is trained."""
 
-    passes: int = 23  # NC89 §4: 23 passes through the training set
-    optimizer: str = "sgd"  # "sgd" | "sdlm" (NC89's diagonal Newton rule) | "adamw" (ablation)
-    lr: float = 0.03  # SGD step (Karpathy's 0.03); for sdlm the global eps of eps / (mu + h)
-    lr_schedule: list = field(default_factory=list)  # [[first_pass, lr], ...] replaces lr from then
-    lr_final: float | None = None  # ablations: linear decay to this value over the run
-    weight_decay: float = 0.0  # adamw only
-    loss: str = "mse"  # NC89 §4: mean squared error; "cross_entropy" (ablation, softmax outputs)
-    target: float = 1.0  # targets +target / -target; NC89: "in the quasi-linear range" (guess: 1)
-    shuffle: bool = False  # NC89 §4: the patterns are always presented in the same order
-    augment_shift: int = 0  # ablation: random translations of up to this many pixels
+    passes: int = _f(23, "NC89 §4: 23 passes through the training set")
+    optimizer: str = _f("sgd", "'sgd', 'sdlm' (NC89's diagonal Newton rule) or 'adamw' "
+                        "(ablation)")
+    lr: float = _f(0.03, "the step size: SGD's (Karpathy's 0.03), AdamW's, and for sdlm the "
+                   "global eps of eps / (mu + h), a much smaller number (paper preset: 6e-5)")
+    lr_schedule: list = _f([], "[[first_pass, lr], ...]: replaces lr from that pass on")
+    lr_final: float | None = _f(None, "ablations: linear decay of lr to this value over the run")
+    weight_decay: float = _f(0.0, "adamw only")
+    loss: str = _f("mse", "NC89 §4: mean squared error; 'cross_entropy' (ablation, softmax "
+                   "outputs)")
+    target: float = _f(1.0, "targets +target / -target; NC89: 'in the quasi-linear range' "
+                       "(guess: 1)")
+    shuffle: bool = _f(False, "NC89 §4: the patterns are always presented in the same order")
+    augment_shift: int = _f(0, "ablation: random translations of up to this many pixels, "
+                            "below half the input size")
     # SDLM (EB98 §9.1); constants of 1989 unknown: chosen on a validation split (RESULTS.md)
-    sdlm_mu: float = 0.02  # damping mu in eps / (mu + h)
-    sdlm_samples: int = 500  # patterns used to estimate h before each pass (LeNet-5: 500)
-    loss_every: int = 100  # record the loss every this many steps
-    history_every: int = 1000  # record parameter histograms every this many steps
-    snapshot_every: int = 0  # full parameter snapshots every this many steps (0: never)
+    sdlm_mu: float = _f(0.02, "SDLM's damping mu in eps / (mu + h) (EB98 §9.1)")
+    sdlm_samples: int = _f(500, "SDLM: patterns used to estimate h before each pass "
+                           "(LeNet-5: 500)")
+    loss_every: int = _f(100, "record the loss every this many steps")
+    history_every: int = _f(1000, "record parameter histograms every this many steps")
+    snapshot_every: int = _f(0, "full parameter snapshots every this many steps (0: never)")
 
 
 @dataclass
 class DataConfig:
     """Which digits, from where."""
 
-    name: str = "auto"  # "auto": usps when found, else the embedded mnist-5k
-    data_dir: str | None = None  # a folder with zip.train[.gz] / zip.test[.gz]
-    sample_seed: int = 0  # which digits the mnist sources sample (fixed, not the run seed)
-    limit_train: int = 0  # use only the first N training digits (0: all)
-    limit_test: int = 0  # use only the first N test digits (0: all)
-    validation: int = 0  # hold out the LAST N training digits as the test set (model selection)
+    name: str = _f("auto", "'auto': usps when found, else the embedded mnist-5k; or usps, "
+                   "mnist, mnist-5k, digits")
+    data_dir: str | None = _f(None, "a folder with zip.train[.gz] / zip.test[.gz]")
+    sample_seed: int = _f(0, "which digits the mnist sources sample (fixed, not the run seed)")
+    limit_train: int = _f(0, "use only the first N training digits (0: all)")
+    limit_test: int = _f(0, "use only the first N test digits (0: all)")
+    validation: int = _f(0, "hold out the LAST N training digits as the test set (model "
+                         "selection)")
 
 
 @dataclass
 class RunConfig:
     """Everything that determines a run; saved as config.json and inside every checkpoint."""
 
-    preset: str = "paper"
-    seed: int = 0  # fixes the initial weights (and any shuffling or augmentation)
-    engine: str = "auto"  # "auto" | "reference" | "fast"
+    preset: str = _f("paper", "the preset the run started from (informative)")
+    seed: int = _f(0, "fixes the initial weights (and any shuffling or augmentation)")
+    engine: str = _f("auto", "'auto', 'reference' or 'fast'")
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -98,7 +120,8 @@ class RunConfig:
             elif key in _names(cls):
                 kwargs[key] = value
             else:
-                raise ConfigError(f"unknown config key {key!r}; valid: {sorted(_names(cls))}")
+                raise ConfigError(f"unknown config key {key!r}{_did_you_mean(key, _names(cls))};"
+                                  f" valid: {sorted(_names(cls))}")
         cfg = cls(**kwargs)
         validate(cfg)
         return cfg
@@ -113,7 +136,9 @@ def _build(cls, d: dict, section: str):
         raise ConfigError(f"config section {section!r} must be an object, got {d!r}")
     unknown = set(d) - _names(cls)
     if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in config section {section!r}")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in config section {section!r}"
+                          f"{_did_you_mean(first, _names(cls))}")
     return cls(**d)
 
 
@@ -231,7 +256,8 @@ LADDER = ("karpathy", "modern-softmax", "modern-adamw", "modern-augment", "moder
 def preset(name: str) -> RunConfig:
     """A fresh RunConfig for a named preset."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{_did_you_mean(name, PRESETS)}; choose one "
+                          f"of: {', '.join(PRESETS)}")
     cfg = PRESETS[name]()
     validate(cfg)
     return cfg
@@ -274,6 +300,28 @@ def _parse_value(text: str, current: Any, key: str) -> Any:
     raise ConfigError(f"--set {key}={text}: expected a {type(current).__name__}")
 
 
+def _did_you_mean(word: str, candidates) -> str:
+    """' (did you mean X?)' for the closest candidate, or ''."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _path_of(key: str, index: dict[str, list[str]]) -> str:
+    """The dotted path a `--set` key names ('lr' -> 'train.lr'), or a one-line ConfigError."""
+    parts = key.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise ConfigError(f"--set {key}=...: a key is NAME or SECTION.NAME, e.g. lr or train.lr; "
+                          "list them with `lecun1989 config`")
+    known = sorted({path for paths in index.values() for path in paths})
+    paths = [key] if key in known else index.get(key, []) if len(parts) == 1 else []
+    if len(paths) > 1:
+        raise ConfigError(f"--set {key}: ambiguous, use one of {', '.join(paths)}")
+    if not paths:
+        guess = _did_you_mean(key, known + list(index))
+        raise ConfigError(f"--set {key}: unknown key{guess}; list them with `lecun1989 config`")
+    return paths[0]
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply `key=value` strings (keys dotted like 'train.lr' or bare like 'lr')."""
     index = _field_index()
@@ -282,15 +330,35 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"--set {item!r}: write it as key=value, e.g. --set train.lr=0.01")
         key, text = item.split("=", 1)
         key = key.strip()
-        paths = [key] if "." in key else index.get(key, [])
-        if len(paths) != 1:
-            hint = "ambiguous, use one of " + ", ".join(paths) if paths else "unknown key"
-            raise ConfigError(f"--set {key}: {hint} (see `lecun1989 train --help`)")
-        section, _, name = paths[0].rpartition(".")
+        section, _, name = _path_of(key, index).rpartition(".")
         target = getattr(cfg, section) if section else cfg
-        if not dataclasses.is_dataclass(target) or name not in _names(type(target)):
-            raise ConfigError(f"--set {key}: unknown key (see `lecun1989 train --help`)")
         setattr(target, name, _parse_value(text.strip(), getattr(target, name), key))
+    validate(cfg)
+    return cfg
+
+
+def apply_flags(cfg: RunConfig, overrides: list[str], flags: dict[str, tuple[str, Any]]
+                ) -> RunConfig:
+    """apply_overrides, then the command's flags {key: (flag, value)} (value None: not given).
+
+    A flag that contradicts a `--set` of the same key is a ConfigError naming both: the flag
+    no longer wins silently, and every `--set` value is validated even where a flag agrees.
+    """
+    index = _field_index()
+    apply_overrides(cfg, overrides)
+    given = {_path_of(item.split("=", 1)[0].strip(), index): item for item in overrides}
+    for path, (flag, value) in flags.items():
+        if value is None:
+            continue
+        section, _, name = path.rpartition(".")
+        target = getattr(cfg, section) if section else cfg
+        current = getattr(target, name)
+        parsed = value if isinstance(value, str) and not isinstance(current, (bool, int, float)) \
+            else _parse_value(str(value), current, path)
+        if path in given and current != parsed:
+            raise ConfigError(f"{flag} {value} and --set {given[path]} disagree; give one of "
+                              "them")
+        setattr(target, name, parsed)
     validate(cfg)
     return cfg
 
@@ -304,6 +372,7 @@ _CHOICES = {
     ("model", "init"): ("2.4/F", "2.4/sqrt(F)"),
     ("model", "bias_init"): ("zeros", "uniform"),
     ("model", "dtype"): ("float32", "float64"),
+    ("model", "input_size"): (16, 28),
     ("train", "optimizer"): ("sgd", "sdlm", "adamw"),
     ("train", "loss"): ("mse", "cross_entropy"),
     (None, "engine"): ("auto", "reference", "fast"),
@@ -315,16 +384,61 @@ _POSITIVE = {("train", "passes"), ("train", "lr"), ("train", "target"), ("train"
 _NON_NEGATIVE = {("train", "weight_decay"), ("train", "augment_shift"),
                  ("train", "snapshot_every"), ("data", "limit_train"), ("data", "limit_test"),
                  ("data", "validation"), ("model", "dropout")}
+# numpy.random.seed (and RandomState) take seeds of 32 bits; torch takes 64. The smaller bound
+# holds for every generator a run seeds.
+SEED_MAX = 2**32 - 1
+_SEEDS = ((None, "seed"), ("data", "sample_seed"))
+
+# NC89 §3: 12 H1 maps feed 12 H2 maps. The named tables are built in lecun1989/model/tables.py
+# (which imports these; config imports nothing from the model).
+MAPS = 12
+TABLE_NAMES = ("karpathy", "balanced", "full")
+
+
+def check_table(spec) -> None:
+    """Raise ConfigError unless spec is a name in TABLE_NAMES or 12 rows of distinct H1 maps."""
+    if isinstance(spec, str):
+        if spec not in TABLE_NAMES:
+            guess = _did_you_mean(spec, TABLE_NAMES)
+            raise ConfigError(f"model.table={spec!r} is not valid{guess}; choose one of "
+                              f"{', '.join(TABLE_NAMES)} or give 12 lists of H1 map indices")
+        return
+    hint = "give 12 lists of the same length, each of distinct H1 maps 0..11"
+    if not isinstance(spec, (list, tuple)) or len(spec) != MAPS:
+        raise ConfigError(f"model.table must have {MAPS} rows (one per H2 map); {hint}")
+    rows = [list(r) if isinstance(r, (list, tuple)) else None for r in spec]
+    if any(r is None or not r for r in rows) or len({len(r) for r in rows}) != 1:
+        raise ConfigError(f"model.table rows must be non-empty lists of one length; {hint}")
+    for r in rows:
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < MAPS for i in r):
+            raise ConfigError(f"model.table row {r}: entries must be integers 0..11; {hint}")
+        if len(set(r)) != len(r):
+            raise ConfigError(f"model.table row {r} repeats an H1 map; {hint}")
+
+
+def _or(values) -> str:
+    """'a, b or c'."""
+    *head, last = [str(v) for v in values]
+    return f"{', '.join(head)} or {last}" if head else last
+
+
+def _where(section: str | None, name: str) -> str:
+    return f"{section}.{name}" if section else name
 
 
 def validate(cfg: RunConfig) -> None:
     """Raise ConfigError naming the first invalid value."""
     for (section, name), allowed in _CHOICES.items():
         value = getattr(getattr(cfg, section) if section else cfg, name)
-        if value not in allowed:
-            where = f"{section}.{name}" if section else name
-            raise ConfigError(f"{where}={value!r} is not valid; choose one of: {allowed}")
-    for section, name in _POSITIVE | _NON_NEGATIVE:
+        if isinstance(value, bool) or value not in allowed:
+            raise ConfigError(f"{_where(section, name)}={value!r} is not valid"
+                              f"{_did_you_mean(value, allowed)}; choose {_or(allowed)}")
+    for section, name in _SEEDS:
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SEED_MAX:
+            raise ConfigError(f"{_where(section, name)}={value!r} must be an integer from 0 to "
+                              f"{SEED_MAX} (2**32 - 1, numpy's limit for seeds)")
+    for section, name in sorted(_POSITIVE | _NON_NEGATIVE):
         value = getattr(getattr(cfg, section), name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{section}.{name}={value!r} must be a number")
@@ -333,8 +447,6 @@ def validate(cfg: RunConfig) -> None:
             positive = (section, name) in _POSITIVE
             sign = "finite and positive" if positive else "finite, zero or positive"
             raise ConfigError(f"{section}.{name}={value!r} must be {sign}")
-    if cfg.model.input_size not in (16, 28):
-        raise ConfigError(f"model.input_size={cfg.model.input_size} must be 16 or 28")
     if cfg.model.dropout >= 1:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be below 1")
     obi = cfg.model.output_bias_init
@@ -342,17 +454,73 @@ def validate(cfg: RunConfig) -> None:
                             or not math.isfinite(obi)):
         raise ConfigError(f"model.output_bias_init={obi!r} must be a number, or null to "
                           "follow model.bias_init")
+    # A shift of half the side or more moves the digit's centre out of the frame: most of the
+    # pattern is background fill and no longer shows its label (and 17+ crashed the shifter).
+    limit = cfg.model.input_size // 2
+    if cfg.train.augment_shift >= limit:
+        raise ConfigError(f"train.augment_shift={cfg.train.augment_shift} must be below half the "
+                          f"input size ({limit} pixels for {cfg.model.input_size}x"
+                          f"{cfg.model.input_size}); a larger shift moves the digit out of the "
+                          "picture")
     if cfg.train.lr_final is not None and not (
-        isinstance(cfg.train.lr_final, (int, float)) and cfg.train.lr_final > 0
+        isinstance(cfg.train.lr_final, (int, float)) and not isinstance(cfg.train.lr_final, bool)
+        and math.isfinite(cfg.train.lr_final) and cfg.train.lr_final > 0
     ):
         raise ConfigError(f"train.lr_final={cfg.train.lr_final!r} must be positive or null")
-    from lecun1989.model.tables import connection_table  # noqa: PLC0415 (avoid a cycle)
-
-    connection_table(cfg.model.table)
+    check_table(cfg.model.table)
     schedule = cfg.train.lr_schedule
     for item in schedule if isinstance(schedule, list) else [schedule]:
         ok = isinstance(item, list) and len(item) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in item)
         if not ok or item[0] < 0 or item[1] <= 0:
             raise ConfigError(f"train.lr_schedule item {item!r}: write [[first_pass, lr], ...], "
                               "e.g. [[0,5e-4],[2,2e-4]]")
+    for section, name in (("data", "name"), (None, "preset")):
+        value = getattr(getattr(cfg, section) if section else cfg, name)
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(section, name)}={value!r} must be a name")
+    if cfg.data.data_dir is not None and not isinstance(cfg.data.data_dir, str):
+        raise ConfigError(f"data.data_dir={cfg.data.data_dir!r} must be a folder name or null")
+
+
+# --- description (`lecun1989 config`) ------------------------------------------------------
+
+def _allowed(section: str | None, name: str) -> str:
+    """What values a field takes, from the validation tables above."""
+    key = (section, name)
+    if key in _CHOICES:
+        return _or(_CHOICES[key])
+    if key in _SEEDS:
+        return f"an integer 0..{SEED_MAX}"
+    if key == ("model", "table"):
+        return f"{_or(TABLE_NAMES)}, or {MAPS} lists of H1 maps 0..{MAPS - 1}"
+    if key == ("model", "dropout"):
+        return "0 <= x < 1"
+    if key == ("train", "augment_shift"):
+        return "an integer 0 <= x < model.input_size / 2"
+    if key == ("train", "lr_schedule"):
+        return "[[first_pass, lr], ...] with lr > 0"
+    if key == ("train", "lr_final"):
+        return "null or > 0"
+    if key in _POSITIVE:
+        return "> 0"
+    if key in _NON_NEGATIVE:
+        return ">= 0"
+    return "true or false" if name in ("output_activation", "shuffle") else "any"
+
+
+def describe(cfg: RunConfig) -> list[dict]:
+    """Every field of cfg: key, value, type, allowed values and meaning (from the fields)."""
+    rows = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += [{"key": f"{f.name}.{g.name}", "value": getattr(value, g.name),
+                      "type": str(g.type), "allowed": _allowed(f.name, g.name),
+                      "meaning": g.metadata.get("meaning", "")} for g in fields(value)]
+        else:
+            rows.append({"key": f.name, "value": value, "type": str(f.type),
+                         "allowed": _allowed(None, f.name),
+                         "meaning": f.metadata.get("meaning", "")})
+    return rows

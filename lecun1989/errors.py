@@ -15,3 +15,13 @@ class ConfigError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt, unsafe or from an incompatible config."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the command stops, and the CLI exits with 128 + signum."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum

@@ -6,15 +6,17 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lecun1989 import paper
-from lecun1989.cli.main import main
+from lecun1989.cli.main import build_parser, main
 from lecun1989.train import checkpoint, rundir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +104,105 @@ def test_reproduce_with_several_seeds_aggregates_runs_equal_to_single_ones(tmp_p
     one = json.loads((tmp_path / "one" / rundir.SUMMARY).read_text())
     assert one["final"] == many["runs"][1]["final"]  # seed 1 of 3 is a single seed-1 run
     assert main(["reproduce", *common, "--seeds", "2-1", "--out", str(tmp_path / "x")]) == 2
+
+
+# --- signals from the first line to the last --------------------------------------------------
+
+def _caught(pid: int) -> int:
+    """The mask of signals a process has handlers for (SigCgt in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def _importing_torch(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "libtorch" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("moment", ["handlers installed", "torch loading"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_imports_gives_one_line_and_128_plus_signum(
+        signum, moment, tmp_path):
+    """SIGINT/SIGTERM as soon as main has its handlers (Python's own catch SIGINT only, so the
+    SIGTERM bit of SigCgt marks main's), or once torch's library is being loaded."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lecun1989", "train", "--data", "digits",
+                             "--quiet", "--out", str(out)], cwd=ROOT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "CI": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ready = ((lambda: _caught(proc.pid) >> (signal.SIGTERM - 1) & 1) if moment ==
+                 "handlers installed" else (lambda: _importing_torch(proc.pid)))
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.001)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert err == "lecun1989: interrupted\n"  # one line, no traceback
+    assert not out.exists()  # the run had not begun: nothing written
+
+
+def test_importing_the_command_line_imports_neither_torch_nor_numpy():
+    code = ("import sys, lecun1989, lecun1989.cli.main; "
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.stdout.strip() == "[]", done.stderr
+    import lecun1989  # noqa: PLC0415
+
+    assert lecun1989.preset("paper").train.passes == 23  # the lazy names still work
+    assert set(lecun1989.__all__) <= set(dir(lecun1989))
+
+
+# --- --help: every option explained, with its default ------------------------------------------
+
+@pytest.mark.parametrize("command", [None, "info", "evaluate", "config"])
+def test_help_explains_every_option_and_its_default(command):
+    parser = build_parser()
+    if command:
+        sub = next(a for a in parser._actions if a.dest == "command").choices
+        parser = sub[command]
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest in ("help", "command"):
+            continue
+        assert action.help, f"{command}: {action.option_strings or action.dest} has no help"
+        if action.option_strings:  # an option: its default is shown
+            helped = parser._get_formatter()._get_help_string(action)
+            assert "(default" in helped, f"{command} {action.option_strings}: no default"
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert text.count("(default") >= len(options)  # as printed
+
+
+# --- `lecun1989 config` -------------------------------------------------------------------------
+
+def test_config_lists_every_key_with_its_value_type_allowed_values_and_meaning(capsys):
+    from lecun1989.config import _field_index, apply_overrides, preset  # noqa: PLC0415
+
+    assert main(["config", "--preset", "notebook", "--set", "lr=0.5", "--json"]) == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    keys = {path for paths in _field_index().values() for path in paths}
+    assert set(rows) == keys
+    cfg = apply_overrides(preset("notebook"), ["lr=0.5"])
+    for key, row in rows.items():
+        section, _, name = key.rpartition(".")
+        assert row["value"] == getattr(getattr(cfg, section) if section else cfg, name), key
+        assert row["meaning"] and row["type"] and row["allowed"], key
+    assert rows["train.lr"]["value"] == 0.5 and rows["model.input_size"]["value"] == 28
+    assert rows["train.optimizer"]["allowed"] == "sgd, sdlm or adamw"
+    assert rows["seed"]["allowed"] == "an integer 0..4294967295"
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    assert 'train.lr = 6e-05  (float; > 0)' in text and "SDLM" in text

@@ -58,3 +58,37 @@ def test_unknown_preset_and_config_keys():
         preset("lenet5")
     with pytest.raises(ConfigError, match="unknown"):
         RunConfig.from_dict({"model": {"bogus": 1}})
+
+
+def test_config_imports_nothing_from_the_rest_of_the_package():
+    """config is the bottom layer: lecun1989/model imports it, never the reverse (no cycle)."""
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import lecun1989.config  # noqa: PLC0415
+
+    tree = ast.parse(Path(lecun1989.config.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+    assert {m for m in imported if m and m.startswith("lecun1989")} == {"lecun1989.errors"}
+
+
+def test_a_flag_and_a_set_that_disagree_are_refused():
+    from lecun1989.config import apply_flags  # noqa: PLC0415
+
+    def flags(passes=None, seed=None, data=None):
+        return {"train.passes": ("--passes", passes), "seed": ("--seed", seed),
+                "data.name": ("--data", data)}
+
+    for overrides, given, words in (
+            (["train.passes=5"], flags(passes=3), "--passes 3 and --set train.passes=5 disagree"),
+            (["seed=2"], flags(seed=1), "--seed 1 and --set seed=2 disagree"),
+            (["data.name=usps"], flags(data="digits"), "--data digits and --set data.name=usps"),
+            (["passes=abc"], flags(passes=3), "expected a int")):  # a masked value is checked
+        with pytest.raises(ConfigError) as e:
+            apply_flags(preset("paper"), overrides, given)
+        assert words in str(e.value) and "\n" not in str(e.value)
+    cfg = apply_flags(preset("paper"), ["passes=3", "lr=0.1"], flags(passes=3, seed=7,
+                                                                     data="digits"))
+    assert (cfg.train.passes, cfg.seed, cfg.data.name, cfg.train.lr) == (3, 7, "digits", 0.1)

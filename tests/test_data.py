@@ -135,7 +135,12 @@ def test_check_digits_reports_row_and_counts():
     with pytest.raises(DataError) as e:
         check_digits(pixels, [1, 2, 3], name="f", fix=FIX, pixels=4, row_word="row")
     assert_one_line_error(e, "f row 3: pixel 4 is inf")
-    assert check_digits(pixels[:2], [1.0, 2.0], name="f", fix=FIX, pixels=4).dtype == np.int64
+    inked = pixels[:2].copy()
+    inked[0, 1] = 0.5
+    assert check_digits(inked, [1.0, 2.0], name="f", fix=FIX, pixels=4).dtype == np.int64
+    with pytest.raises(DataError) as e:  # right labels, blank images: nothing to learn
+        check_digits(np.full((2, 4), -1.0), [1.0, 2.0], name="f", fix=FIX, pixels=4)
+    assert_one_line_error(e, "f: every digit is blank (all its pixels -1)", FIX)
 
 
 # ---- the real files ------------------------------------------------------------------------------
@@ -326,8 +331,12 @@ def test_unknown_source_and_geometry():
         load("emnist")
     assert_one_line_error(e, "'emnist'", "usps, mnist, mnist-5k, digits")
     with pytest.raises(DataError) as e:
+        load("mnist-6k")
+    assert_one_line_error(e, "'mnist-6k' (did you mean mnist-5k?)")
+    with pytest.raises(DataError) as e:
         load("usps", geometry=28)
-    assert_one_line_error(e, "geometry 28 is not available for usps", "use geometry 16")
+    assert_one_line_error(e, "model.input_size=28 (geometry 28) is not available for usps",
+                          "use --set model.input_size=16", "--data mnist / mnist-5k")
     with pytest.raises(DataError) as e:
         load("digits", geometry=28)
     assert_one_line_error(e, "digits", "16")

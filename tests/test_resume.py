@@ -105,13 +105,13 @@ def uninterrupted(name, engine, tmp_path_factory):
     return _uninterrupted(name, engine, str(tmp_path_factory.getbasetemp()))
 
 
-def assert_same_run(a: Path, b: Path) -> None:
+def assert_same_run(a: Path, b: Path, passes: int = PASSES) -> None:
     """summary.json (timings aside), metrics and model.safetensors bit for bit."""
     sa, sb = (json.loads((d / rundir.SUMMARY).read_text()) for d in (a, b))
     assert without_seconds(sa) == without_seconds(sb)
     ma, mb = ([without_seconds(json.loads(x)) for x in (d / rundir.METRICS).read_text()
                .splitlines()] for d in (a, b))
-    assert ma == mb and len(ma) == PASSES
+    assert ma == mb and len(ma) == passes
     assert (a / rundir.CHECKPOINT).read_bytes() == (b / rundir.CHECKPOINT).read_bytes()
 
 
@@ -197,9 +197,12 @@ def test_divergence_names_pass_and_step_and_keeps_the_last_good_checkpoint(
 
 # --- the real thing: the CLI in a subprocess, a real SIGTERM from outside -----------------------
 
-CLI_ARGS = ["train", "--data", "digits", "--passes", "3", "--engine", "reference", "--quiet",
-            "--set", "data.limit_train=100", "--set", "data.limit_test=50",
-            "--set", "loss_every=10"]
+# Long enough that training is still going when the test reacts to its progress marker: after
+# pass 1 is saved, CLI_PASSES - 1 passes remain (seconds of work), whatever the machine's speed.
+CLI_PASSES, CLI_TRAIN, CLI_CHUNK = 20, 50, 10
+CLI_ARGS = ["train", "--data", "digits", "--passes", str(CLI_PASSES), "--engine", "reference",
+            "--quiet", "--set", f"data.limit_train={CLI_TRAIN}", "--set", "data.limit_test=30",
+            "--set", f"loss_every={CLI_CHUNK}"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CI": "1"}
 
 
@@ -216,37 +219,43 @@ def _passes_saved(out: Path) -> int:
         return 0
 
 
+def _wait_for(condition, proc: subprocess.Popen, what: str) -> None:
+    """Poll until condition() holds; fail if the process ends first (no sleep races it)."""
+    deadline = time.monotonic() + 300
+    while not condition():
+        assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {what} after 300 s"
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_cli_run_stopped_by_sigterm_or_killed_resumes_bit_identical(tmp_path, capsys):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     proc = lecun1989(*CLI_ARGS, "--out", str(cut))
-    deadline = time.monotonic() + 300
-    while _passes_saved(cut) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)  # most likely into pass 2 now; a stop at a pass boundary is fine too
-    proc.send_signal(signal.SIGTERM)
+    _wait_for(lambda: _passes_saved(cut) >= 1, proc, "pass 1 saved")  # the progress marker
+    proc.send_signal(signal.SIGTERM)  # CLI_PASSES - 1 passes still to go: it lands in training
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("lecun1989: stopped by SIGTERM at ")
     assert err.strip().endswith(f"resume with: lecun1989 train --resume {cut}")
     _, _, state = checkpoint.load_state(cut)
-    assert state.passes_done in (1, 2) and state.sample % 10 == 0 and state.sample < 100
+    assert 1 <= state.passes_done < CLI_PASSES
+    assert state.sample % CLI_CHUNK == 0 and state.sample < CLI_TRAIN
     assert not (cut / rundir.SUMMARY).exists() and not (cut / rundir.LOCK).exists()
     resumed = lecun1989("train", "--resume", str(cut), "--quiet")
-    while _passes_saved(cut) < 2 and resumed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if resumed.poll() is None:  # SIGKILL it at once, wherever it is: nothing to clean up
-        resumed.kill()
-        assert resumed.wait(timeout=300) == -signal.SIGKILL
-        assert checkpoint.load_state(cut)[2].passes_done >= 2  # the last one is complete
-        resumed = lecun1989("train", "--resume", str(cut), "--quiet")  # despite its .lock
-    from lecun1989.cli.main import main  # noqa: PLC0415
+    stopped_at = state.passes_done
+    _wait_for(lambda: _passes_saved(cut) > stopped_at, resumed, "a pass saved after resuming")
+    resumed.kill()  # SIGKILL, wherever it is: nothing to clean up
+    assert resumed.wait(timeout=300) == -signal.SIGKILL
+    assert checkpoint.load_state(cut)[2].passes_done > stopped_at  # the last one is complete
+    resumed = lecun1989("train", "--resume", str(cut), "--quiet")  # despite its stale .lock
+    from lecun1989.cli.main import main
 
     assert main([*CLI_ARGS, "--out", str(whole)]) == 0  # the same run, never stopped
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    assert_same_run(whole, cut)
+    assert_same_run(whole, cut, CLI_PASSES)
     for name in ("loss.jsonl", "params.jsonl"):  # the history recorder's files, if any
         if (whole / name).exists():
             assert (whole / name).read_bytes() == (cut / name).read_bytes(), name

@@ -12,7 +12,9 @@ together).
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
+import functools
 import gzip
 import json
 import os
@@ -35,8 +37,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lecun1989 import files
 from lecun1989.cli.main import build_parser, main
 from lecun1989.config import _field_index, preset
+from lecun1989.data.files import MAX_BYTES
+from lecun1989.data.usps import EXPECTED
 from lecun1989.model.net import init_params
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.loop import fit, load_run_data
@@ -47,6 +52,7 @@ OUT = "out"  # every case writes (or would write) here, under its own temporary 
 MARKER = "PWNED"  # what the malicious pickles would create
 ROW = "1 " + " ".join(["-1"] * 256) + "\n"  # one valid ESL line: label 1, blank pixels
 pytestmark = pytest.mark.usefixtures("data_env")
+USPS_TRAIN_COUNTS = EXPECTED["train"][1]
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,48 @@ def unfinished_copy(c) -> Path:
     return d
 
 
+def fifo(c) -> list[str]:
+    """`zip.train` is a named pipe: reading it would block for ever."""
+    d = c.tmp / "usps"
+    d.mkdir()
+    os.mkfifo(d / "zip.train")
+    (d / "zip.test").write_text(ROW)
+    return ["train", "--data", "usps", "--data-dir", str(d), "--out", str(c.tmp / OUT)]
+
+
+def dev_zero_link(c) -> list[str]:
+    """`zip.train` is a link to /dev/zero: it never ends."""
+    d = c.tmp / "usps"
+    d.mkdir()
+    (d / "zip.train").symlink_to("/dev/zero")
+    (d / "zip.test").write_text(ROW)
+    return ["train", "--data", "usps", "--data-dir", str(d), "--out", str(c.tmp / OUT)]
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """A gzip file of 1 MiB more zeros than data/files.MAX_BYTES (about 260 KB packed)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    chunk = bytes(2**20)
+    parts = [packer.compress(chunk) for _ in range((MAX_BYTES >> 20) + 1)]
+    return b"".join(parts) + packer.flush()
+
+
+def huge_file(c) -> list[str]:
+    """`zip.train` of MAX_BYTES + 1 (a sparse file: no disk used)."""
+    argv = usps(c, b"")
+    with open(c.tmp / "usps" / "zip.train", "r+b") as f:
+        f.truncate(MAX_BYTES + 1)
+    return argv
+
+
+def blank_usps(c) -> list[str]:
+    """The right number of digits with the right labels, every image blank (-1)."""
+    labels = np.repeat(np.arange(10), USPS_TRAIN_COUNTS)
+    blank = " " + " ".join(["-1"] * 256) + "\n"
+    return usps(c, "".join(f"{y}{blank}" for y in labels).encode())
+
+
 CASES = [
     # data files, through `train --data usps --data-dir DIR`
     Case("data-empty-file", lambda c: usps(c, b""), "empty file (0 bytes)"),
@@ -193,6 +241,22 @@ CASES = [
                                               str(file(c, "zip.train", ROW).parent),
                                               "--out", str(c.tmp / OUT)], "no zip.test"),
     Case("data-unknown-source", lambda c: train(c, "--data", "nope"), "unknown data source"),
+    Case("data-unknown-source-close", lambda c: train(c, "--data", "mnist5k"),
+         "did you mean mnist-5k?"),
+    Case("data-fifo", fifo, "is a FIFO (named pipe), not a regular file"),
+    Case("data-link-to-dev-zero", dev_zero_link, "is a character device, not a regular file"),
+    Case("data-gzip-bomb", lambda c: usps(c, gzip_bomb(), "zip.train.gz"),
+         "gzip data that unpacks to more than 256 MiB"),
+    Case("data-huge-file", huge_file, "more than 256 MiB"),
+    Case("data-all-images-blank", blank_usps, "every digit is blank"),
+    Case("data-dir-missing-digits", lambda c: train(c, "--data-dir", str(c.tmp / "nowhere")),
+         "no such folder"),
+    Case("data-dir-missing-mnist-5k", lambda c: ["train", "--data", "mnist-5k", "--data-dir",
+                                                 str(c.tmp / "nowhere"), "--out",
+                                                 str(c.tmp / OUT)], "no such folder"),
+    Case("data-notebook-on-usps", lambda c: ["train", "--preset", "notebook", "--data", "usps",
+                                             "--out", str(c.tmp / OUT)],
+         "use --set model.input_size=16"),
     Case("data-validation-too-large", lambda c: train(c, "--set", "data.validation=99999"),
          "must be below"),
     # configuration
@@ -223,6 +287,26 @@ CASES = [
     Case("config-unknown-engine", lambda c: train(c, "--engine", "warp"), "invalid choice"),
     Case("config-dropout-one", lambda c: train(c, "--set", "dropout=1"), "must be below 1"),
     Case("config-unknown-command", lambda c: ["fly"], "invalid choice"),
+    Case("config-key-two-dots", lambda c: train(c, "--set", "model.nope.deep=1"),
+         "a key is NAME or SECTION.NAME"),
+    Case("config-key-empty-part", lambda c: train(c, "--set", "model..table=full"),
+         "a key is NAME or SECTION.NAME"),
+    Case("config-key-did-you-mean", lambda c: train(c, "--set", "train.lrr=0.1"),
+         "unknown key (did you mean train.lr?); list them with `lecun1989 config`"),
+    Case("config-value-did-you-mean", lambda c: train(c, "--set", "optimizer=sdml"),
+         "is not valid (did you mean sdlm?)"),
+    Case("config-seed-2-64-flag", lambda c: train(c, "--seed", str(2**64)),
+         "seed=18446744073709551616 must be an integer from 0 to 4294967295"),
+    Case("config-seed-2-64-set", lambda c: train(c, "--set", f"seed={2**64}"),
+         "must be an integer from 0 to 4294967295"),
+    Case("config-seed-negative", lambda c: train(c, "--seed", "-1"),
+         "must be an integer from 0 to 4294967295"),
+    Case("config-augment-shift-17", lambda c: train(c, "--set", "augment_shift=17"),
+         "train.augment_shift=17 must be below half the input size"),
+    Case("config-command-unknown-key", lambda c: ["config", "--set", "tabel=full"],
+         "did you mean table?"),
+    Case("config-command-unknown-preset", lambda c: ["config", "--preset", "papr"],
+         "unknown preset 'papr' (did you mean paper?)"),
     # checkpoints, through `evaluate` (and `predict`)
     Case("checkpoint-missing", lambda c: ["evaluate", str(c.tmp / "nothing.safetensors")],
          "no such checkpoint"),
@@ -274,6 +358,9 @@ CASES = [
          "not a folder"),
     Case("out-under-a-file", lambda c: ["train", "--data", "digits", "--out",
                                         str(file(c, "f", "x") / OUT)], "cannot write there"),
+    Case("out-name-too-long", lambda c: ["train", "--data", "digits", "--out",
+                                         str(c.tmp / OUT / ("x" * 300))],
+         "is longer than the file system allows"),
     # images, through `predict`
     Case("predict-not-an-image", lambda c: ["predict", str(c.run), str(file(c, "t.png",
                                                                             "hello"))],
@@ -410,6 +497,57 @@ def test_a_stale_lock_and_overwrite_let_a_run_proceed(finished_run, tmp_path, ca
     assert not (out / rundir.LOCK).exists()
 
 
+# --- a full disk: one line, nothing half-written, a folder that can be resumed or rerun ------
+
+def _disk_full_at(monkeypatch, fails) -> list[Path]:
+    """Make the fsync of an atomic write's temporary file fail with ENOSPC (where a full disk
+    shows with delayed allocation) when fails(target path) holds; returns the refused paths."""
+    refused, real = [], os.fsync
+
+    def fsync(fd):
+        tmp = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if files.is_temporary(tmp.name):  # .NAME.PID.N.tmp
+            target = tmp.parent / tmp.name[1:].rsplit(".", 3)[0]
+            if fails(target):
+                refused.append(target)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return refused
+
+
+RUN = ["train", "--data", "digits", "--passes", "2", "--engine", "reference", "--quiet",
+       "--set", "data.limit_train=20", "--set", "data.limit_test=10"]
+
+
+def test_a_full_disk_before_the_first_checkpoint_leaves_no_folder(monkeypatch, tmp_path, capsys):
+    refused = _disk_full_at(monkeypatch, lambda path: True)
+    out = tmp_path / "new" / OUT
+    rc, _, err = cli([*RUN, "--out", str(out)], capsys)
+    assert_refused(rc, err, f"the disk is full writing {out / rundir.CONFIG}; free space and run "
+                            "the command again")
+    assert refused == [out / rundir.CONFIG]
+    assert not (tmp_path / "new").exists()  # nor the parent it created
+
+
+def test_a_full_disk_after_a_checkpoint_says_resume_and_the_resume_finishes(
+        monkeypatch, tmp_path, capsys):
+    out = tmp_path / OUT
+    refused = _disk_full_at(monkeypatch, lambda path: path.name == rundir.CHECKPOINT
+                            and path.is_file())  # the checkpoint after pass 1
+    rc, _, err = cli([*RUN, "--out", str(out)], capsys)
+    assert_refused(rc, err, f"the disk is full writing {out / rundir.CHECKPOINT}; free space and "
+                            f"resume with `lecun1989 train --resume {out}`")
+    assert len(refused) == 1
+    assert not [p.name for p in out.iterdir() if files.is_temporary(p.name)]  # no temporary
+    assert checkpoint.load_state(out)[2].passes_done == 0  # the previous checkpoint, whole
+    monkeypatch.undo()
+    rc, _, err = cli(["train", "--resume", str(out), "--quiet"], capsys)
+    assert rc == 0, err
+    assert json.loads((out / rundir.SUMMARY).read_text())["final"]["train"]["n"] == 20
+
+
 # --- no read or write permission: a subprocess without root's permission override ----------
 
 def _without_dac_override():
@@ -537,7 +675,8 @@ def test_docs_list_every_case():
     text = DOCS.read_text()
     assert set(re.findall(r"`test_bad_input\[([^\]]+)\]`", text)) == {_id(c) for c in CASES}
     sources = "".join((ROOT / "tests" / f).read_text()
-                      for f in ("test_robustness.py", "test_resume.py", "test_cli.py"))
+                      for f in ("test_robustness.py", "test_resume.py", "test_cli.py",
+                                "test_files.py", "test_config.py"))
     for name in set(re.findall(r"`(test_\w+)", text)):
         assert f"def {name}(" in sources, f"docs/robustness.md names {name}: no such test"
     rows = re.findall(r"^\| (?!Input|-)", text, flags=re.M)

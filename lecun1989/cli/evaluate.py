@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lecun1989.cli.main import help_formatter
+
 
 def add_parsers(sub) -> None:
     """Register `evaluate`."""
     p = sub.add_parser("evaluate", help="the paper's metrics of a trained run on its data",
                        description="The paper's metrics (error, misses, MSE, reject rate for "
-                                   "1%% error) of a run folder's final weights, on the data it "
+                                   "1% error) of a run folder's final weights, on the data it "
                                    "was trained on (or --data). A folder of several seeds: "
-                                   "every seed, then their median [min, max].")
+                                   "every seed, then their median [min, max].",
+                       formatter_class=help_formatter())
     p.add_argument("checkpoint", help="a run folder (one model or several seeds) or a "
                                       "model.safetensors")
     p.add_argument("--data", default=None,

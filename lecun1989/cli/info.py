@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 
 from lecun1989 import paper
-from lecun1989.config import apply_overrides, preset
+from lecun1989.cli.main import help_formatter
+from lecun1989.config import PRESETS, apply_overrides, preset
 
 
 def add_parsers(sub) -> None:
     """Register `info`."""
-    p = sub.add_parser("info", help="units, connections, parameters and MACs of a preset")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = sub.add_parser("info", help="units, connections, parameters and MACs of a preset",
+                       description="Count the network's units, connections, free parameters "
+                                   "and multiply-adds, beside the paper's 1256 / 64,660 / 9760.",
+                       formatter_class=help_formatter())
+    p.add_argument("--preset", default="paper", help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set table=full (repeatable; "
+                        "`lecun1989 config` lists the keys)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from lecun1989 import paper
-from lecun1989.config import PRESETS, apply_overrides, preset
+from lecun1989.cli.main import help_formatter
+from lecun1989.config import PRESETS, apply_flags, preset
 from lecun1989.errors import UserError
 
 SEEDS_HELP = ("several models, one per seed, trained side by side into RUN_DIR/seed-<s>/: "
@@ -51,7 +52,7 @@ def add_parsers(sub) -> None:
             ("reproduce", "train a preset (default: paper) and hold it against the paper's "
                           "table", True),
             ("train", "train any configuration (--set key=value); no comparison table", False)):
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, formatter_class=help_formatter())
         add_run_args(p)
         add_resume_arg(p)
         add_tensorboard_arg(p)
@@ -71,28 +72,22 @@ def add_resume_arg(p: argparse.ArgumentParser) -> None:
                         "it ends as the uninterrupted run would, bit for bit")
 
 
-# flag -> the config key it sets (a flag and a --set of the same key may not both be given)
+# flag -> the config key it sets (a flag and a --set of that key may not disagree)
 FLAG_KEYS = {"data": "data.name", "data_dir": "data.data_dir", "passes": "train.passes",
              "seed": "seed", "engine": "engine"}
 
 
 def config_from_args(args):
-    """The preset, the flags and the --set overrides; a flag and a --set naming the same key
-    are refused (one of them would be dropped silently)."""
-    cfg = preset(args.preset)
-    overrides = list(args.overrides)
-    given = {item.split("=", 1)[0].strip() for item in overrides}
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag, None)
-        if value is None:
-            continue
-        if key in given or key.rpartition(".")[2] in given:
-            option = "--" + flag.replace("_", "-")
-            raise UserError(f"{option} and --set {key} both set {key}; give only one of them")
-        overrides.append(f"{key}={value}")
-    if args.seeds is not None and "seed" in given | {k for k in ("seed",) if args.seed is not None}:
-        raise UserError("--seeds and --seed (or --set seed) both choose seeds; give only --seeds")
-    return apply_overrides(cfg, overrides)
+    """The preset, the --set overrides, then the flags (config.apply_flags: a flag and a --set
+    of the same key that disagree are refused, naming both)."""
+    if getattr(args, "seeds", None) is not None and (
+            args.seed is not None or any(o.split("=", 1)[0].strip() == "seed"
+                                         for o in args.overrides)):
+        raise UserError("--seeds and --seed (or --set seed=) both choose seeds; give only "
+                        "--seeds")
+    flags = {key: ("--" + flag.replace("_", "-"), getattr(args, flag, None))
+             for flag, key in FLAG_KEYS.items()}
+    return apply_flags(preset(args.preset), list(args.overrides), flags)
 
 
 def _resume_config(args):

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lecun1989.cli.main import help_formatter
 from lecun1989.cli.run import add_run_args, config_from_args
 from lecun1989.config import PRESETS
 from lecun1989.errors import UserError
@@ -18,7 +19,7 @@ from lecun1989.errors import UserError
 def add_parsers(sub) -> None:
     """Register `sweep`."""
     p = sub.add_parser("sweep", help="many runs over presets x seeds x --set lists, in parallel",
-                       conflict_handler="resolve",
+                       conflict_handler="resolve", formatter_class=help_formatter(),
                        description="Train every preset x --set combination x seed into "
                        "SWEEP_DIR/<preset>-<config hash>/, skipping finished runs and resuming "
                        "stopped ones; then write SWEEP_DIR/table.md, table.json and "

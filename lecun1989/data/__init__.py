@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from lecun1989.data.base import GEOMETRIES, PAPER_SIZES, SOURCES, DigitData
 from lecun1989.data.checks import one_line
 from lecun1989.data.dataset import DigitsDataset
 from lecun1989.data.paths import cache_root, data_dir_from_env, resolve_cache
-from lecun1989.data.usps import HOW_TO_GET, locate
+from lecun1989.data.usps import HOW_TO_GET, check_folder, locate
 from lecun1989.errors import DataError
 
 __all__ = ["SOURCES", "GEOMETRIES", "PAPER_SIZES", "DigitData", "DigitsDataset", "load",
@@ -22,12 +24,21 @@ def load(name: str, *, geometry: int = 16, data_dir: str | os.PathLike | None = 
          timeout: float = 10.0, sizes: tuple[int, int] | None = None) -> DigitData:
     """Load one digit source (see SOURCES) at geometry 16 (or 28 for MNIST); sizes: mnist only."""
     if name not in SOURCES:
-        raise DataError(one_line(f"unknown data source {name!r}; choose one of "
+        close = difflib.get_close_matches(str(name), SOURCES, n=1)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        raise DataError(one_line(f"unknown data source {name!r}{guess}; choose one of "
                                  f"{', '.join(SOURCES)}"))
     if geometry not in GEOMETRIES[name]:
         choices = " or ".join(map(str, GEOMETRIES[name]))
-        raise DataError(one_line(f"geometry {geometry!r} is not available for {name}: it comes "
-                                 f"in {choices} pixels a side only; use geometry {choices}"))
+        others = [s for s in SOURCES if geometry in GEOMETRIES[s]]
+        alt = f", or a source that has it: --data {' / '.join(others)}" if others else ""
+        raise DataError(one_line(
+            f"model.input_size={geometry!r} (geometry {geometry!r}) is not available for {name}: "
+            f"it comes in {choices} pixels a side only; use --set model.input_size={choices}"
+            f"{alt}"))
+    if data_dir is not None and name != "usps":  # usps looks in it (locate says what is wrong)
+        check_folder(Path(data_dir).expanduser(), _flag(data_dir), f"the {name} source does not "
+                     "read it: leave --data-dir out, or name an existing folder")
     if sizes is not None:
         sizes = _check_sizes(name, sizes)
     cache = resolve_cache(cache_dir)
@@ -44,6 +55,11 @@ def load(name: str, *, geometry: int = 16, data_dir: str | os.PathLike | None = 
     if name == "mnist-5k":
         return load_mnist_5k(geometry=geometry, seed=seed)
     return load_digits_8x8(geometry=geometry, seed=seed)
+
+
+def _flag(data_dir) -> str:
+    """Where a data folder came from: --data-dir, or the LECUN1989_DATA variable."""
+    return "LECUN1989_DATA" if Path(data_dir).expanduser() == data_dir_from_env() else "--data-dir"
 
 
 def _check_sizes(name: str, sizes) -> tuple[int, int]:

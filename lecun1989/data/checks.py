@@ -1,4 +1,5 @@
-"""The one validation of digit arrays: shape, labels, finite pixels in range, rows, classes."""
+"""The one validation of digit arrays: shape, labels, finite pixels in range, rows, classes,
+and some ink (a set of blank images is refused)."""
 
 from __future__ import annotations
 
@@ -47,4 +48,8 @@ def check_digits(images: np.ndarray, labels: np.ndarray, *, name: str, fix: str,
             raise DataError(one_line(f"{name}: digits per class 0..9 are "
                                      f"{' '.join(map(str, got))}, expected "
                                      f"{' '.join(map(str, counts))}; {fix}"))
+    spread = images.max(axis=1) - images.min(axis=1)
+    if not (spread > TOLERANCE).any():  # labels right, images empty: nothing to learn from
+        raise DataError(one_line(f"{name}: every digit is blank (all its pixels "
+                                 f"{images[0, 0]:g}), there is no ink to learn from; {fix}"))
     return out

@@ -20,9 +20,10 @@ import numpy as np
 
 from lecun1989.data.base import PAPER_SIZES, DigitData, make_digit_data
 from lecun1989.data.checks import check_digits, one_line
-from lecun1989.data.files import atomic_write
+from lecun1989.data.files import MAX_BYTES, check_regular
 from lecun1989.data.transforms import to_signed, transform_manifest
 from lecun1989.errors import DataError
+from lecun1989.files import write_atomic
 
 OPENML_URL = "https://www.openml.org"
 URL_ENV = "LECUN1989_OPENML_URL"
@@ -112,7 +113,12 @@ def mnist_arrays(cache: Path, timeout: float) -> tuple[np.ndarray, np.ndarray, d
     path = cache / "mnist" / f"{DATASET}-v{VERSION}.npz"
     fix = f"delete {path} to make it again"
     if os.path.lexists(path):
+        check_regular(path, fix)
         try:
+            with zipfile.ZipFile(path) as archive:  # an npz is a zip: bound what it unpacks to
+                if sum(i.file_size for i in archive.infolist()) > MAX_BYTES:
+                    raise DataError(one_line(f"{path}: unpacks to more than {MAX_BYTES >> 20} "
+                                             f"MiB, not the cache lecun1989 writes; {fix}"))
             with np.load(path, allow_pickle=False) as z:
                 pixels, labels, info = z["pixels"], z["labels"], json.loads(str(z["info"]))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
@@ -140,7 +146,7 @@ def _fetch_and_keep(path: Path, cache: Path, timeout: float):
     np.savez_compressed(buffer, pixels=pixels, labels=labels, info=np.array(json.dumps(info)))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue())
     except OSError as e:
         raise DataError(one_line(f"{path}: cannot write it ({e.strerror}); set LECUN1989_CACHE "
                                  f"to a writable folder")) from None

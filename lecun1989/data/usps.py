@@ -11,10 +11,11 @@ import numpy as np
 from lecun1989.data.base import DigitData, make_digit_data
 from lecun1989.data.checks import check_digits, one_line
 from lecun1989.data.download import fetch
-from lecun1989.data.files import atomic_write, decompress, read_bytes, sha256
+from lecun1989.data.files import decompress, read_bytes, sha256
 from lecun1989.data.formats import parse_esl, parse_libsvm
 from lecun1989.data.paths import DATA_ENV, data_dir_from_env
 from lecun1989.errors import DataError
+from lecun1989.files import write_atomic
 
 ESL_URL = "https://hastie.su.domains/ElemStatLearn/datasets"
 LIBSVM_URL = "https://www.csie.ntu.edu.tw/~cjlin/libsvmtools/datasets/multiclass"
@@ -65,14 +66,19 @@ def find_files(folder: Path, *, partial_ok: bool = False) -> tuple[str, dict[str
     return None
 
 
+def check_folder(folder: Path, flag: str, fix: str) -> None:
+    """A one-line DataError unless the data folder (from `flag`) exists and is a folder."""
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "no such folder"
+        raise DataError(one_line(f"{folder} ({flag}): {problem}; {fix}"))
+
+
 def locate(data_dir, cache: Path) -> tuple[str, dict[str, Path], str] | None:
     """(format, files, how found) from data_dir or LECUN1989_DATA, else the cache; else None."""
     folder = Path(data_dir).expanduser() if data_dir is not None else data_dir_from_env()
     if folder is not None:
         flag = "--data-dir" if data_dir is not None else DATA_ENV
-        if not folder.is_dir():
-            problem = "is not a folder" if folder.exists() else "no such folder"
-            raise DataError(one_line(f"{folder} ({flag}): {problem}; {HOW_TO_GET}"))
+        check_folder(folder, flag, HOW_TO_GET)
         hit = find_files(folder)
         if hit is None:
             raise DataError(one_line(f"{folder} ({flag}): no zip.train.gz and zip.test.gz (nor "
@@ -153,7 +159,7 @@ def _download_verified(cache: Path, fmt: str, urls: dict[str, str], timeout: flo
                 temps[split], fmt, split, "the server sent a wrong file", name=url)
         for split, tmp in temps.items():
             os.replace(tmp, cache / NAMES[fmt][split][0])
-        atomic_write(cache / URLS_FILE, json.dumps(urls, indent=1).encode())
+        write_atomic(cache / URLS_FILE, json.dumps(urls, indent=1).encode())
         return verified
     finally:
         for tmp in temps.values():

@@ -7,9 +7,7 @@ an int array of shape (12, k): row j lists the H1 maps H2 map j sees.
 
 import numpy as np
 
-from lecun1989.errors import ConfigError
-
-MAPS = 12
+from lecun1989.config import MAPS, TABLE_NAMES, check_table
 
 
 def _karpathy() -> list[list[int]]:
@@ -29,27 +27,15 @@ def _full() -> list[list[int]]:
 
 
 TABLES = {"karpathy": _karpathy, "balanced": _balanced, "full": _full}
+assert tuple(TABLES) == TABLE_NAMES, "config.TABLE_NAMES names the tables built here"
 
 
 def connection_table(spec) -> np.ndarray:
-    """The (12, k) table for a name in TABLES or an explicit list of 12 lists of k H1 maps."""
-    if isinstance(spec, str):
-        if spec not in TABLES:
-            raise ConfigError(f"model.table={spec!r} is not valid; choose one of "
-                              f"{', '.join(TABLES)} or give 12 lists of H1 map indices")
-        spec = TABLES[spec]()
-    hint = "give 12 lists of the same length, each of distinct H1 maps 0..11"
-    if not isinstance(spec, (list, tuple)) or len(spec) != MAPS:
-        raise ConfigError(f"model.table must have {MAPS} rows (one per H2 map); {hint}")
-    rows = [list(r) if isinstance(r, (list, tuple)) else None for r in spec]
-    if any(r is None or not r for r in rows) or len({len(r) for r in rows}) != 1:
-        raise ConfigError(f"model.table rows must be non-empty lists of one length; {hint}")
-    for r in rows:
-        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < MAPS for i in r):
-            raise ConfigError(f"model.table row {r}: entries must be integers 0..11; {hint}")
-        if len(set(r)) != len(r):
-            raise ConfigError(f"model.table row {r} repeats an H1 map; {hint}")
-    return np.array(rows, dtype=np.int64)
+    """The (12, k) table for a name in TABLES or an explicit list of 12 lists of k H1 maps
+    (checked by config.check_table: a one-line ConfigError)."""
+    check_table(spec)
+    rows = TABLES[spec]() if isinstance(spec, str) else spec
+    return np.array([list(r) for r in rows], dtype=np.int64)
 
 
 def table_mask(table: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lecun1989.config import RunConfig
-from lecun1989.errors import CheckpointError, UserError
+from lecun1989.errors import CheckpointError, Interrupted, UserError
 from lecun1989.sweeps.grid import plan
 from lecun1989.train import rundir
 
@@ -169,7 +169,7 @@ def _pool_run(config: dict, out: str, resume: bool) -> dict:
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signum)
 
 
 def _in_pool(todo, workers: int, resume: bool):

@@ -295,7 +295,7 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
     pass_data(cfgs[0], 0, data.train_images[:1], data.train_labels[:1])
     if root is not None and not resume:
         for path in ([root] if many else []) + [o for o in outs if o is not None]:
-            rundir.check_out(path, overwrite)
+            rundir.check_out(path, overwrite=overwrite)
     models = [_Model(c, o, TrainState(passes_done=0, sample=0, step=0, engine=engine_name,
                                       data_sha256=data_sha256(data), optimizer={}, history=[]))
               for c, o in zip(cfgs, outs, strict=True)]
@@ -347,7 +347,7 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
         return runs if many else runs[0]
     finally:
         signals.restore()
-        for path in prepared:
+        for path in reversed(prepared):  # the seeds' folders before their root
             rundir.release(path)
 
 
@@ -363,7 +363,7 @@ def _prepare(root: Path | None, outs: list, many: bool, overwrite: bool, resume:
         for path in outs:
             prepared.append(rundir.prepare(path, overwrite, resume=resume))
     except BaseException:
-        for path in prepared:
+        for path in reversed(prepared):
             rundir.release(path)
         raise
     return prepared

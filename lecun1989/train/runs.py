@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 from lecun1989.errors import CheckpointError
-
-SEEDS = "seeds.json"
+from lecun1989.train.rundir import SEEDS
 
 
 def seed_folders(path: Path) -> dict[int, Path] | None:
