@@ -8,7 +8,7 @@ past the shading, the ruling and the specks. `prepare` does, in this order:
 
 1. polarity: the border is paper; light ink on dark paper is inverted;
 2. flatten: divide by the paper's brightness, estimated by a grey-level closing (a max then
-   a min filter a fifth of the picture wide) that erases strokes and keeps shadows;
+   a min filter a third of the picture wide) that erases strokes and keeps larger shadows;
 3. threshold: Otsu's threshold on the ink strength ("strong" ink), half of it ("weak" ink:
    the stroke's soft edges, hysteresis as in Canny's edge detector);
 4. ruled lines: rows (columns) whose weak ink spans 85% of the picture, in bands at most
@@ -44,7 +44,8 @@ MIN_STRONG_BIN = 25  # strong ink is at least ~10% darker than the paper (no dig
 LINE_SPAN = (17, 20)  # a ruled line's weak ink covers >= 17/20 of a row (column)
 LINE_THICK = 50  # ... in a band at most max(2, side // 50) pixels thick
 SPECK = 10  # a piece with < 1/10 of the largest piece's strong ink is a speck
-CLOSING = 10  # the background filter's radius is side // 10 (a window a fifth of the side)
+CLOSING = 6  # the background filter's radius is side // 6: it erases strokes up to a third
+# of the picture wide (a tightly cropped digit's) and keeps shadows larger than that
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -133,7 +134,8 @@ def otsu(hist: np.ndarray) -> int:
         w1 = total - w0
         if w0 == 0 or w1 == 0:
             continue
-        between = w0 * w1 * (s0 / w0 - (total_sum - s0) / w1) ** 2
+        d = s0 / w0 - (total_sum - s0) / w1
+        between = w0 * w1 * d * d  # not d ** 2: pow() may round differently from JS
         if between > best:
             best, best_t = between, t
     return best_t

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lecun1989.cli import evaluate, info, plot, predict, report, run, sweep
+from lecun1989.cli import demo, evaluate, info, plot, predict, report, run, sweep
 from lecun1989.errors import UserError
 
 EXIT_USER_ERROR = 2
-COMMANDS = (run, evaluate, info, sweep, plot, report, predict)  # each has add_parsers(sub)
+COMMANDS = (run, evaluate, info, sweep, plot, report, predict, demo)  # each has add_parsers(sub)
 
 
 class _Parser(argparse.ArgumentParser):
