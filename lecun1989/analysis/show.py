@@ -25,9 +25,9 @@ def seen_figure(pred):
 
     scale = pred.scale
 
-    fig = Figure(figsize=(12, 7.6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(12, 7.0), dpi=DPI, layout="constrained")
     maps = pred.layers["h1"].shape[0]
-    grid = fig.add_gridspec(4, maps, height_ratios=[3.2, 1.0, 1.0, 0.7])
+    grid = fig.add_gridspec(4, maps, height_ratios=[3.2, 0.85, 0.85, 0.7])
     original = fig.add_subplot(grid[0, 0:3])
     original.imshow(pred.grey, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     original.set_title(f"the picture\n{Path(pred.path).name}", fontsize=11)
@@ -85,7 +85,7 @@ def _outputs(ax, pred, scale: float) -> None:
         verdict = f"margin {pred.margin:.2f} (reject rule unknown)"
     else:
         verdict = (f"{'REJECTED' if pred.rejected else 'accepted'}: margin {pred.margin:.2f} "
-                   f"{'<' if pred.rejected else '>='} threshold {pred.threshold:.2f}")
+                   f"{'<' if pred.rejected else '≥'} threshold {pred.threshold:.2f}")
     ax.set_title(f"the answer: {pred.digit}\n{verdict}", fontsize=11)
     ax.set_xlabel("output unit value", fontsize=10)
     ax.set_ylabel("digit", fontsize=10)
