@@ -235,3 +235,36 @@ def test_a_run_without_per_pass_weights_shows_its_final_weights(trained_run, tmp
     assert len(data["pass_labels"]) == 1 and "final" in data["pass_labels"][0]
     per_pass = sum(int(np.prod(s)) for s in data["model"]["shapes"].values())
     assert len(base64.b64decode(data["weights"])) == per_pass * 4
+
+
+def test_the_page_follows_the_runs_architecture(browser, tmp_path):
+    """Per-map biases, a full connection table, ReLU, linear outputs, 0-padding, 28x28
+    inputs (MNIST geometry, a 20x20 box) and float64 weights: the page reads them all."""
+    from lecun1989.analysis.history import HistoryRecorder
+    from lecun1989.config import apply_overrides, preset
+    from lecun1989.train.loop import fit, load_run_data
+
+    cfg = apply_overrides(preset("paper-sgd"), [
+        "data.name=mnist-5k", "data.limit_train=30", "passes=1", "engine=reference",
+        "model.bias=map", "model.table=full", "model.activation=relu",
+        "model.output_activation=false", "model.pad_value=0", "model.input_size=28",
+        "model.dtype=float64", "train.loss_every=10"])
+    data = load_run_data(cfg)
+    fit(cfg, data, tmp_path / "run", progress=False, log=lambda *a: None,
+        callbacks=[HistoryRecorder(tmp_path / "run", cfg)])
+    page_file = write_demo(tmp_path / "run", tmp_path / "demo.html")
+    pg = browser.new_page()
+    pg.goto(page_file.as_uri())
+    pg.wait_for_function("window.lecun1989 !== undefined")
+    images = data.test_images[:20]
+    for p, params in enumerate(read_pass_weights(tmp_path / "run")):
+        got = pg.evaluate("([xs, p]) => xs.map(x => window.lecun1989.forward(x, p).out)",
+                          [images.reshape(len(images), -1).tolist(), p])
+        np.testing.assert_allclose(got, _oracle(cfg, params, images)["out"], rtol=0, atol=1e-9)
+    grey = dirty_paper(render_digit(data.test_images[0][:, 6:22, 6:22]),
+                       np.random.default_rng(3))
+    h, w = grey.shape
+    got = pg.evaluate("([g, w, h]) => Array.from(window.lecun1989.prepareGrey("
+                      "Float64Array.from(g), w, h))", [grey.ravel().tolist(), w, h])
+    np.testing.assert_allclose(np.array(got).reshape(28, 28), prepare(grey, 28)[0], atol=1e-6)
+    pg.close()
