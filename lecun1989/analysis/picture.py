@@ -15,12 +15,15 @@ past the shading, the ruling and the specks. `prepare` does, in this order:
    2% of the picture thick, are erased except where a stroke crosses them;
 5. specks: connected pieces of weak ink holding fewer than 10% of the strong ink of the
    largest piece are dropped;
-6. the kept ink's bounding box, its longer side scaled to the box (16: NC89's digits fill
-   16x16, as the USPS files show; 28: MNIST's 20x20 box), by exact pixel-area averaging,
-   centred, ink strength over its median (1 = a typical stroke) mapped to [-1, 1].
+6. the kept ink's bounding box, its longer side scaled to the box with no margin (16: the
+   USPS digits fill 16x16, 93% of the test digits touching both the top and bottom rows;
+   28: MNIST's 20x20 box), by exact pixel-area averaging, centred to a fraction of a
+   pixel, ink strength over its median (1 = a typical stroke) mapped to [-1, 1].
 
-Every step is exact arithmetic or a comparison, so the demo page's JavaScript copy
-(demo.html, `prepare`) gives the same 16x16 to float rounding. The thresholds are guesses
+Every step is integer arithmetic, a comparison or the same float operation in the same
+order, so the demo page's JavaScript copy (demo.html, `prepareGrey`) gives the same 16x16
+to 1e-6 (only the additions of step 6 come in another order; predict returns float32).
+The thresholds are guesses
 sized on generated pictures (tests/test_predict.py); a stroke that runs from edge to edge
 of a tightly cropped picture is taken for a ruled line when it is that thin.
 """
