@@ -308,3 +308,5 @@ def test_show_draws_one_picture_per_file_with_every_layer(tmp_path, trained_run,
     assert main(["predict", str(trained_run.dir), paths[0], "--show", "--out",
                  str(tmp_path / "file")]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["predict", str(trained_run.dir), paths[0], "--out", str(out)]) == 2
+    assert "add --show" in capsys.readouterr().err

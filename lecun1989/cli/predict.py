@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--show", action="store_true",
                    help="also draw what the network saw and did, one PNG per picture: the "
                         "picture, its 16x16, the H1, H2 and H3 units and the outputs")
-    p.add_argument("--out", metavar="DIR", default=".",
+    p.add_argument("--out", metavar="DIR", default=None,
                    help="folder for the --show pictures, created if needed (default: the "
                         "current folder)")
     p.set_defaults(func=cmd_predict)
@@ -33,11 +33,14 @@ def add_parsers(sub) -> None:
 def cmd_predict(args) -> int:
     from lecun1989.analysis.predict import predict_each
 
+    if args.out is not None and not args.show:
+        raise UserError(f"--out {args.out}: names the folder for the --show pictures; add "
+                        "--show, or leave out --out")
     results = predict_each(args.checkpoint, args.images)
     good = [r for r in results if not isinstance(r, UserError)]
     if good and not args.json:
         print(f"reject threshold: {_number(good[0].threshold)}, {good[0].threshold_source}")
-    shown = _show_all(good, args.out) if args.show and good else {}
+    shown = _show_all(good, args.out or ".") if args.show and good else {}
     for path, r in zip(args.images, results, strict=True):
         if isinstance(r, UserError):
             if args.json:
