@@ -18,7 +18,7 @@ from lecun1989.analysis.history import (
 )
 
 _LAZY = {"plot_run": "plots", "load_run": "plots", "write_report": "report",
-         "predict_files": "predict", "prepare": "predict", "read_grey": "predict"}
+         "predict_files": "predict", "prepare": "picture", "read_grey": "picture"}
 
 
 def __getattr__(name: str):

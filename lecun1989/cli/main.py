@@ -21,7 +21,7 @@ from lecun1989.errors import Interrupted, UserError
 EXIT_USER_ERROR = 2
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The command modules of lecun1989.cli, each with add_parsers(sub), in --help's order.
-COMMANDS = ("run", "evaluate", "info", "config", "sweep", "plot", "report", "predict")
+COMMANDS = ("run", "evaluate", "info", "config", "sweep", "plot", "report", "predict", "demo")
 
 
 def _interrupt(signum, frame) -> None:

@@ -1,38 +1,95 @@
-"""`lecun1989 predict CHECKPOINT IMAGE...`: classify pictures of handwritten digits."""
+"""`lecun1989 predict RUN IMAGE... [--show]`: classify pictures of handwritten digits."""
 
 from __future__ import annotations
 
 import json
+import sys
+
+from lecun1989.errors import UserError
+
+HOW = ("Each picture is prepared as NC89 §2 prepared its digits, robust to real paper: "
+       "shading divided out, the ink thresholded (Otsu), specks and thin ruled lines "
+       "removed, then the digit's bounding box scaled to 16x16 with its aspect ratio kept, "
+       "ink +1 and paper -1. Each picture gets one line (its result, or its error); the "
+       "exit status is 2 if any picture failed.")
 
 
 def add_parsers(sub) -> None:
     """Register `predict`."""
-    p = sub.add_parser("predict", help="classify PNG/JPEG pictures of handwritten digits")
+    p = sub.add_parser("predict", help="classify PNG/JPEG pictures of handwritten digits",
+                       description=HOW)
     p.add_argument("checkpoint", help="a run folder or its model.safetensors")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures of one digit each")
     p.add_argument("--json", action="store_true", help="print one JSON object per picture")
+    p.add_argument("--show", action="store_true",
+                   help="also draw what the network saw and did, one PNG per picture: the "
+                        "picture, its 16x16, the H1, H2 and H3 units and the outputs")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="folder for the --show pictures, created if needed (default: the "
+                        "current folder)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
-    from lecun1989.analysis.predict import predict_files  # noqa: PLC0415
+    from lecun1989.analysis.predict import predict_each
 
-    results = predict_files(args.checkpoint, args.images)
-    if not args.json:
-        print(f"reject threshold: {_number(results[0].threshold)}, "
-              f"{results[0].threshold_source}")
-    for r in results:
+    if args.out is not None and not args.show:
+        raise UserError(f"--out {args.out}: names the folder for the --show pictures; add "
+                        "--show, or leave out --out")
+    results = predict_each(args.checkpoint, args.images)
+    good = [r for r in results if not isinstance(r, UserError)]
+    if good and not args.json:
+        print(f"reject threshold: {_number(good[0].threshold)}, {good[0].threshold_source}")
+    shown = _show_all(good, args.out or ".") if args.show and good else {}
+    for path, r in zip(args.images, results, strict=True):
+        if isinstance(r, UserError):
+            if args.json:
+                print(json.dumps({"image": path, "error": " ".join(str(r).split())}))
+            sys.stdout.flush()  # the lines in the pictures' order on a terminal
+            print(f"lecun1989: error: {' '.join(str(r).split())}", file=sys.stderr)
+            continue
         if args.json:
-            print(json.dumps({"image": r.path, "digit": r.digit,
-                              "outputs": [round(float(o), 6) for o in r.outputs],
-                              "margin": r.margin, "threshold": r.threshold,
-                              "threshold_source": r.threshold_source, "rejected": r.rejected}))
+            record = {"image": r.path, "digit": r.digit,
+                      "outputs": [round(float(o), 6) for o in r.outputs],
+                      "margin": r.margin, "threshold": r.threshold,
+                      "threshold_source": r.threshold_source, "rejected": r.rejected}
+            if r.path in shown:
+                record["shown"] = str(shown[r.path])
+            print(json.dumps(record))
             continue
         verdict = {None: "reject rule unknown", True: "REJECTED (margin below the threshold)",
                    False: "accepted"}[r.rejected]
         outputs = " ".join(f"{k}:{o:+.3f}" for k, o in enumerate(r.outputs))
-        print(f"{r.path}: {r.digit}  margin {r.margin:.3f}  {verdict}\n  outputs {outputs}")
-    return 0
+        extra = f"  shown in {shown[r.path]}" if r.path in shown else ""
+        print(f"{r.path}: {r.digit}  margin {r.margin:.3f}  {verdict}  outputs {outputs}{extra}")
+    return 2 if len(good) < len(results) else 0
+
+
+def _show_all(results: list, out: str) -> dict:
+    """Draw each prediction into OUT/<picture name>-seen.png; {picture path: png path}."""
+    from pathlib import Path
+
+    from lecun1989.analysis.show import save_seen
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder}: is a file, not a folder; give a folder for the "
+                        "pictures")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {folder}: cannot create the folder ({e.strerror}); give a "
+                        "folder you can write to") from None
+    shown, used = {}, set()
+    for r in results:
+        stem, k = Path(r.path).stem, 1
+        name = f"{stem}-seen.png"
+        while name in used:  # two pictures of the same name from different folders
+            k += 1
+            name = f"{stem}-{k}-seen.png"
+        used.add(name)
+        shown[r.path] = save_seen(r, folder / name)
+    return shown
 
 
 def _number(x) -> str:
