@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lecun1989"
 # Bottom to top; a unit may import units of lower layers only (the same layer: never).
 LAYERS = [
     {"errors", "paper"},
-    {"config"},
+    {"config", "files"},
     {"model", "data", "stats"},
     {"optim"},
     {"engines"},

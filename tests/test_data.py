@@ -459,5 +459,5 @@ def test_digits_dataset_targets(fake_usps_dir):
 
 
 def test_public_api():
-    assert data.SOURCES == ("usps", "mnist", "mnist-5k", "digits")
+    assert tuple(data.SOURCES) == ("usps", "mnist", "mnist-5k", "digits")
     assert callable(data.load) and isinstance(data.cache_root(), Path)

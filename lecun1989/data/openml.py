@@ -166,7 +166,7 @@ def _gunzip_sha256(path: Path) -> str | None:
 
 
 def load_mnist(*, geometry: int, cache: Path, seed: int, timeout: float,
-               sizes: tuple[int, int] | None) -> DigitData:
+               sizes: tuple[int, int] | None, **_) -> DigitData:
     """7291 train digits sampled from MNIST's first 60000 and 2007 test from its last 10000."""
     pixels, labels, info = mnist_arrays(cache, timeout)
     name = f"{DATASET} (OpenML, cached in {cache})"

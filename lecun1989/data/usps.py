@@ -99,7 +99,7 @@ def read_split(path: Path, fmt: str, split: str, fix: str, name: str | None = No
     return np.clip(pixels, -1, 1).astype(np.float32), labels, sha256(raw)
 
 
-def load_usps(*, data_dir, cache: Path, download: bool, timeout: float) -> DigitData:
+def load_usps(*, data_dir, cache: Path, download: bool, timeout: float, **_) -> DigitData:
     """The paper's 7291/2007 split in the files' order, 16x16 in [-1, 1]."""
     cache = cache / "usps"
     hit, verified = locate(data_dir, cache), {}

@@ -31,7 +31,7 @@ import numpy as np
 
 from lecun1989 import data as datasets
 from lecun1989.config import PRESETS, RunConfig
-from lecun1989.data.base import library_versions
+from lecun1989.data.base import DigitData, library_versions
 from lecun1989.engines import ModelView, choose_engine, make_engine
 from lecun1989.errors import CheckpointError, ConfigError, UserError
 from lecun1989.model.net import conv_out, init_params
@@ -55,20 +55,10 @@ def versions() -> dict[str, str]:
             **library_versions(LIBRARIES)}
 
 
-@dataclass
-class RunData:
-    """The arrays a run trains and evaluates on, with their provenance."""
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    manifest: dict = field(default_factory=dict)
-    note: str = ""  # how the source was chosen, printed first
+RunData = DigitData  # the arrays a run trains and evaluates on (one class for both)
 
 
-def load_run_data(cfg: RunConfig, **load_kwargs) -> RunData:
+def load_run_data(cfg: RunConfig, **load_kwargs) -> DigitData:
     """Load cfg.data (resolving "auto" in place), then apply limits and a validation split."""
     d = cfg.data
     data_dir = d.data_dir or datasets.data_dir_from_env()
@@ -92,7 +82,7 @@ def load_run_data(cfg: RunConfig, **load_kwargs) -> RunData:
     if d.limit_test:
         xte, yte = xte[:d.limit_test], yte[:d.limit_test]
     manifest["used"] = {"train": len(ytr), "test": len(yte)}
-    return RunData(d.name, xtr, ytr, xte, yte, manifest, note)
+    return DigitData(d.name, xtr, ytr, xte, yte, manifest, note)
 
 
 def data_sha256(data: RunData) -> str:
