@@ -48,6 +48,16 @@ def real_usps_dir() -> Path:
     pytest.skip("the real USPS files are absent (set LECUN1989_DATA or add ../shared/data/usps)")
 
 
+@pytest.fixture(scope="session")
+def real_usps_dir_or_none() -> Path | None:
+    """The folder with the real USPS files, or None when absent."""
+    candidates = [Path(_USER_DATA_DIR), Path(_USER_DATA_DIR) / "usps"] if _USER_DATA_DIR else []
+    for folder in [*candidates, SHARED_USPS]:
+        if (folder / "zip.train.gz").is_file() and (folder / "zip.test.gz").is_file():
+            return folder
+    return None
+
+
 def esl_text(labels, codes, *, short: bool = False) -> bytes:
     """ESL text: a label then 256 pixels a line; pixel codes index the fake values."""
     table = _SHORT if short else _LONG

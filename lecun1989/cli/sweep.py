@@ -1,6 +1,6 @@
 """`lecun1989 sweep`: many runs over presets x seeds x `--set` lists, and their table.
 
-    lecun1989 sweep --preset paper karpathy --seeds 0-4 --set train.lr=0.01,0.03 --workers 2
+    lecun1989 sweep --preset paper-sgd karpathy --seeds 0-4 --set train.lr=0.01,0.03 --workers 2
     lecun1989 sweep --table sweeps/paper+karpathy
 """
 
