@@ -312,7 +312,7 @@ IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif"}
 
 def _inline(text: str) -> str:
     """Escape, then render `code`, **bold** and [links](target)."""
-    parts = html.escape(text, quote=False).split("`")
+    parts = html.escape(text).split("`")
     out = []
     for i, part in enumerate(parts):
         if i % 2:
