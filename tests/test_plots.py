@@ -45,6 +45,16 @@ def test_every_picture_is_a_readable_png_of_a_readable_size(drawn):
         assert grey.std() > 10, f"{name}.png looks blank"
 
 
+def test_nothing_drawn_touches_a_pictures_edge(drawn):
+    """A label or colour bar cut off by the edge of the PNG would touch it: the margin is white."""
+    for name in plots.PICTURES:
+        with Image.open(drawn[0] / f"{name}.png") as im:
+            grey = np.asarray(im.convert("L"))
+        for side, strip in (("top", grey[:6]), ("bottom", grey[-6:]), ("left", grey[:, :6]),
+                            ("right", grey[:, -6:])):
+            assert strip.min() == 255, f"{name}.png: something is cut at the {side}"
+
+
 def test_every_picture_has_a_title_and_charts_have_axis_labels(drawn):
     figs = drawn[2]
     for name, fig in figs.items():

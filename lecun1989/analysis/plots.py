@@ -421,7 +421,7 @@ def learning(data: dict[str, np.ndarray], label: int, index: int,
     """Small multiples: H1's 12 kernels and one digit's 12 H1 maps, one row per pass."""
     passes, k, maps = data["passes"], data["kernels"], data["maps"]
     n = len(passes)
-    fig = _figure(15, 1.6 + 0.72 * n)
+    fig = _figure(15, 1.3 + 0.62 * n)
     left, right = fig.subplots(1, 2, width_ratios=[6 * MAPS + 1, 9 * MAPS + 1])
     lim = float(np.abs(k).max()) or 1.0  # one colour scale for every pass: growth shows
     im = _show(left, _mosaic(k.reshape(-1, *k.shape[2:]), MAPS), cmap="RdBu_r", vmin=-lim,
@@ -712,10 +712,11 @@ def run_figures(view: RunView, digit: int | None = None,
 
 
 def save(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write a figure as PNG (atomically)."""
+    """Write a figure as PNG (atomically), cropped to what is drawn plus a margin: constrained
+    layout cannot always make room for a colour bar's label beside fixed-aspect images."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=DPI)
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", pad_inches=0.12)
     os.replace(tmp, path)
     return path
 
