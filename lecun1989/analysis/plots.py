@@ -733,7 +733,10 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     paths = {name: save(fig, out / f"{name}.png") for name, fig in figs.items()}
     weights, no_passes = _pass_weights(view)
     if weights:
-        paths["kernels_by_pass"] = save_gif(kernel_frames(weights), out / "kernels_by_pass.gif")
+        gif = save_gif(kernel_frames(weights), out / "kernels_by_pass.gif")
+        names = list(paths)  # the GIF goes beside `learning` (in the report too)
+        at = names.index("learning") + 1 if "learning" in names else len(names)
+        paths = {n: paths.get(n, gif) for n in [*names[:at], "kernels_by_pass", *names[at:]]}
     else:
         skipped["kernels_by_pass"] = no_passes
     return paths, skipped
