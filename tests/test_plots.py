@@ -270,3 +270,16 @@ def test_runs_overlay_draws_each_runs_curves(trained_run):
     np.testing.assert_allclose(lines["seed-1 test"].get_ydata(),
                                [r["test"]["error"] * 50 for r in records])
     assert [line.get_label() for line in fig.axes[0].lines] == ["seed-0", "seed-1"]
+
+
+def test_overlay_of_run_folders_reads_each_folder(trained_run, tmp_path):
+    runs = [tmp_path / "seed-0", tmp_path / "seed-1"]
+    for d in runs:
+        shutil.copytree(trained_run.dir, d, ignore=shutil.ignore_patterns("plots"))
+    fig = plots.overlay_run_dirs(runs)
+    errors = [r["test"]["error"] * 100 for r in trained_run.run.summary["passes"]]
+    for name in ("seed-0 test", "seed-1 test"):
+        line = next(x for x in fig.axes[1].lines if x.get_label() == name)
+        np.testing.assert_allclose(line.get_ydata(), errors)
+    with pytest.raises(UserError, match="metrics.jsonl"):
+        plots.overlay_run_dirs([tmp_path])

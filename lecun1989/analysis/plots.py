@@ -524,6 +524,16 @@ def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
     return fig
 
 
+def overlay_run_dirs(run_dirs) -> Figure:
+    """`runs_overlay` of run folders (e.g. a multi-seed folder's seed-<k>/), named by folder."""
+    runs = {}
+    for d in map(Path, run_dirs):
+        if not (d / rundir.METRICS).is_file():
+            raise UserError(f"{d}: no {rundir.METRICS}; pass run folders in which a pass finished")
+        runs[d.name] = (read_loss(d), read_jsonl(d / rundir.METRICS))
+    return runs_overlay(runs)
+
+
 # --- a run, loaded back ------------------------------------------------------------------
 
 @dataclass
@@ -745,5 +755,5 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
 __all__ = ["ANIMATIONS", "PICTURES", "RunView", "choose_digit", "confusion", "digits_grid",
            "feature_maps", "forward_layers", "kernel_frames", "kernels", "learning",
            "learning_data", "learning_passes", "load_run", "loss_curve", "misclassified",
-           "param_heatmaps", "pass_metrics", "plot_run", "reject_plot", "run_config",
-           "run_figures", "runs_overlay", "save", "save_gif", "spread_plot"]
+           "overlay_run_dirs", "param_heatmaps", "pass_metrics", "plot_run", "reject_plot",
+           "run_config", "run_figures", "runs_overlay", "save", "save_gif", "spread_plot"]
