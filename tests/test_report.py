@@ -167,6 +167,8 @@ def test_report_of_several_runs_gives_the_spread(trained_run, tmp_path):
     assert "| mean | sd | median | min | max |" in md
     assert (tmp_path / "report" / "plots" / "spread.png").is_file()
     assert md.count("| seed-") == 2  # one row per run
+    assert (f"over 2 runs the mean test error is {error} (from {error} to {error}) (on "
+            "digits, not the paper's USPS digits)") in md
 
 
 def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):

@@ -382,10 +382,10 @@ def spread_plot(runs: dict[str, list[dict]]) -> Figure:
                 label=f"{split}: mean of {len(curves)} runs (thin: each run)")
         ax.axhline(paper.RESULTS[split]["error"] * 100, color=color, ls="--", lw=1,
                    label=f"paper {split} (NC89)")
-    ax.set_yscale("log")
+    _percent_log_axis(ax)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("pass")
-    ax.set_ylabel("error (%, log scale)")
+    ax.set_ylabel("error (log scale)")
     ax.set_title(f"Error per pass over {len(runs)} runs")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -507,7 +507,6 @@ def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
                     color=color, label=f"{name} test")
         ax_err.plot(passes, [r["train"]["error"] * 100 for r in records], ":", color=color,
                     label=f"{name} train")
-    ax_loss.set_yscale("log")
     _plain_log_axis(ax_loss)
     ax_loss.xaxis.set_major_formatter(_thousands)
     ax_loss.set_xlabel("step (patterns presented)")

@@ -216,18 +216,23 @@ def _verdict(views: list[plots.RunView], out: Path) -> list:
     paper_reject = paper.RESULTS["test"]["reject_for_1pct"]
     gap = (error - paper_error) * 100
     side = "above" if gap > 0 else "below"
-    who = "This run's" if len(finished) == 1 else f"The mean over {len(finished)} runs:"
     data = finished[0].summary.get("data", {}).get("name", "")
+    other = "" if data == "usps" else f" (on {data}, not the paper's USPS digits)"
     reject = ""
     if None not in rejects:
-        r = statistics.mean(rejects)
-        reject = (f", and it rejects {r:.1%} of the test digits to reach 1% error against the "
-                  f"paper's {paper_reject:.1%}")
-    other = "" if data == "usps" else f" (on {data}, not the paper's USPS digits)"
-    return [("p", f"**Verdict:** {who} test error is {error:.2%}{other}, {abs(gap):.2f} points "
-                  f"{side} the paper's {paper_error:.1%}{reject}; a single seed moves the test "
-                  f"error by several tenths of a point, so hold it against "
-                  f"{_results_link(out)}.")]
+        reject = (f", and {statistics.mean(rejects):.1%} of the test digits rejected to reach 1% "
+                  f"error against the paper's {paper_reject:.1%}")
+    if len(finished) == 1:
+        head = f"this run's test error is {error:.2%}{other}"
+        tail = ("one seed alone moves the test error by several tenths of a point, so hold it "
+                f"against {_results_link(out)}")
+    else:
+        errors = [_result_value(v.summary, "test", "error") for v in finished]
+        head = (f"over {len(finished)} runs the mean test error is {error:.2%} (from "
+                f"{min(errors):.2%} to {max(errors):.2%}){other}")
+        tail = f"compare with {_results_link(out)}"
+    return [("p", f"**Verdict:** {head}, {abs(gap):.2f} points {side} the paper's "
+                  f"{paper_error:.1%}{reject}; {tail}.")]
 
 
 def _timing_blocks(view: plots.RunView) -> list:
