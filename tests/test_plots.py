@@ -137,6 +137,8 @@ def test_feature_maps_show_every_layer_of_the_first_test_three(drawn):
     np.testing.assert_allclose(ax_h3.images[0].get_array().ravel(), layers["h3"][0], rtol=1e-6)
     bars = [b.get_width() for b in ax_out.patches]
     np.testing.assert_allclose(bars, layers["out"][0], rtol=1e-6)
+    targets = sorted(line.get_xdata()[0] for line in ax_out.lines if line.get_linestyle() == ":")
+    assert targets == [-view.cfg.train.target, view.cfg.train.target]
     assert "label 3" in ax_in.get_title()
     assert f"predicted {int(view.outputs[index].argmax())}" in ax_in.get_title()
 

@@ -234,7 +234,8 @@ def _bias_lines(ax, pass_weights: list[dict], steps_per_pass: int) -> None:
 
 
 def feature_maps(layers: dict, image: np.ndarray, label: int, prediction: int,
-                 scale: float = 1.7159, cmap: str = UNITS_CMAP, title: str = "") -> Figure:
+                 scale: float = 1.7159, cmap: str = UNITS_CMAP, title: str = "",
+                 target: float | None = None) -> Figure:
     """A digit and what every layer makes of it (`Net1989.layers`): the 12 H1 maps, the 12
     H2 maps (drawn at H1's size), H3's 30 units and the 10 outputs as bars."""
     fig = _figure(13, 5.6)
@@ -265,6 +266,10 @@ def feature_maps(layers: dict, image: np.ndarray, label: int, prediction: int,
     ax_out.axvline(0, color="0.3", lw=0.8)
     ax_out.set_ylabel("digit")
     ax_out.set_xlabel("output")
+    if target:  # what training pulls the outputs towards: +t for the label, -t for the rest
+        for x in (-target, target):
+            ax_out.axvline(x, color="tab:blue", ls=":", lw=1.2)
+        ax_out.set_xlabel(f"output (dotted: targets -{target:g}, +{target:g})")
     ax_out.set_title(f"outputs\n(largest: {prediction})", fontsize=10)
     fig.colorbar(im, ax=[ax_maps, ax_h3], location="bottom", shrink=0.5, aspect=40,
                  label=f"unit output (scaled tanh, -{scale:g} to +{scale:g})")
@@ -464,8 +469,9 @@ def kernel_frames(pass_weights: list[dict]) -> list[np.ndarray]:
             frame[y:y + kh * GIF_CELL, x:x + kw * GIF_CELL] = np.kron(
                 rgb[k], np.ones((GIF_CELL, GIF_CELL, 1), dtype=np.uint8))
         image = Image.fromarray(frame)
-        ImageDraw.Draw(image).text((GIF_GAP, 8), f"H1 kernels, {_pass_name(p)} "
-                                   f"of {len(h1) - 1} (red +, blue -)", fill=(0, 0, 0), font=font)
+        when = "initial weights" if p == 0 else f"after pass {p} of {len(h1) - 1}"
+        ImageDraw.Draw(image).text((GIF_GAP, 8), f"H1 kernels, {when} (red +, blue -)",
+                                   fill=(0, 0, 0), font=font)
         frames.append(np.asarray(image))
     return frames
 
@@ -707,7 +713,8 @@ def run_figures(view: RunView, digit: int | None = None,
     figs["feature_maps"] = feature_maps(
         network_layers(view, i), data.test_images[i], int(labels[i]),
         int(outputs[i].argmax()), scale,
-        title=f"What the network makes of test digit #{i} (label {labels[i]}), layer by layer")
+        title=f"What the network makes of test digit #{i} (label {labels[i]}), layer by layer",
+        target=view.cfg.train.target)
     if weights:
         passes = learning_passes(len(weights) - 1)
         figs["learning"] = learning(learning_data(weights, view.cfg.model, data.test_images[i],
