@@ -86,24 +86,27 @@ def _digit_mosaic(ax, images: np.ndarray, captions: list[str], cols: int,
                 color=color)
 
 
-_PERCENT_TICKS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+def _log_ticks(ax, fmt) -> None:
+    """A log y axis (call after plotting) with labelled ticks a class reads: 1, 2, 5 per
+    decade (0.5%, 1%, 2%...), or every digit where the data span less than a decade; no 10^k."""
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    subs = (1, 2, 5) if hi / lo > 10 else range(1, 10)
+    first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    ax.yaxis.set_major_locator(FixedLocator([m * 10.0 ** e for e in range(first, last + 1)
+                                             for m in subs]))
+    ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _percent_log_axis(ax) -> None:
-    """A log y axis in percent with ticks a class reads (0.5%, 1%, 2%, 5%...), no 10^0."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(FixedLocator(_PERCENT_TICKS))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    """Error in percent on a log axis: 0.5%, 1%, 2%, 5%..."""
+    _log_ticks(ax, lambda v, _: f"{v:g}%")
 
 
 def _plain_log_axis(ax) -> None:
     """A log y axis labelled 0.01, 0.02, 0.05... rather than 10^-2."""
-    ax.set_yscale("log")
-    ticks = [m * 10.0 ** e for e in range(-6, 3) for m in (1, 2, 5)]
-    ax.yaxis.set_major_locator(FixedLocator(ticks))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    _log_ticks(ax, lambda v, _: f"{v:g}")
 
 
 # --- the pictures ------------------------------------------------------------------------
