@@ -285,3 +285,13 @@ def test_overlay_of_run_folders_reads_each_folder(trained_run, tmp_path):
         np.testing.assert_allclose(line.get_ydata(), errors)
     with pytest.raises(UserError, match="metrics.jsonl"):
         plots.overlay_run_dirs([tmp_path])
+
+
+def test_a_loss_within_one_decade_still_gets_several_labelled_ticks():
+    steps = np.arange(20, 620, 20)
+    values = np.linspace(0.6, 0.3, len(steps))  # less than a decade: 1-2-5 ticks give one
+    fig = plots.loss_curve({"step": steps, "pass": 1 + (steps > 300), "loss": values})
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    labels = [ax.yaxis.get_major_formatter()(v, 0) for v in ax.get_yticks() if low <= v <= high]
+    assert labels == ["0.3", "0.4", "0.5", "0.6"]
