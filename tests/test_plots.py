@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lecun1989 import paper
-from lecun1989.analysis import plots
+from lecun1989.analysis import plots, timeline
 from lecun1989.analysis.history import read_loss, read_pass_weights
 from lecun1989.cli.main import main
 from lecun1989.errors import UserError
@@ -161,9 +161,9 @@ def test_learning_shows_the_kernels_and_maps_of_each_pass(drawn, trained_run):
     view, fig = drawn[1], drawn[2]["learning"]
     weights = read_pass_weights(trained_run.dir)
     assert len(weights) == trained_run.cfg.train.passes + 1 == 3
-    assert plots.learning_passes(2) == [0, 1, 2]
-    assert plots.learning_passes(23) == [0, 1, 2, 5, 10, 23]
-    assert plots.learning_passes(8) == [0, 1, 2, 5, 8]
+    assert timeline.learning_passes(2) == [0, 1, 2]
+    assert timeline.learning_passes(23) == [0, 1, 2, 5, 10, 23]
+    assert timeline.learning_passes(8) == [0, 1, 2, 5, 8]
     kernels_ax, maps_ax = fig.axes[:2]
     assert [t.get_text() for t in kernels_ax.get_yticklabels()] == [
         "initial", "after pass 1", "after pass 2"]
@@ -192,8 +192,8 @@ def test_the_gif_has_a_frame_per_pass_showing_its_kernels(drawn, trained_run):
             frames.append(np.asarray(gif.convert("RGB"), dtype=int))
     for p, frame in enumerate(frames):
         for k, (i, j) in ((0, (0, 0)), (7, (2, 3)), (11, (4, 4))):
-            y, x = plots.kernel_origin(k)
-            pixel = frame[y + i * plots.GIF_CELL + 3, x + j * plots.GIF_CELL + 3]
+            y, x = timeline.kernel_origin(k)
+            pixel = frame[y + i * timeline.GIF_CELL + 3, x + j * timeline.GIF_CELL + 3]
             value = weights[p]["h1_w"][k, 0, i, j]
             expected = np.array(cmap((value + lim) / (2 * lim))[:3]) * 255
             np.testing.assert_allclose(pixel, expected, atol=8, err_msg=f"pass {p} kernel {k}")
@@ -265,7 +265,7 @@ def test_runs_overlay_draws_each_runs_curves(trained_run):
     loss = read_loss(trained_run.dir)
     records = trained_run.run.summary["passes"]
     shifted = [{**r, "test": {**r["test"], "error": r["test"]["error"] / 2}} for r in records]
-    fig = plots.runs_overlay({"seed-0": (loss, records), "seed-1": (loss, shifted)})
+    fig = timeline.runs_overlay({"seed-0": (loss, records), "seed-1": (loss, shifted)})
     lines = {line.get_label(): line for line in fig.axes[1].lines}
     np.testing.assert_allclose(lines["seed-0 test"].get_ydata(),
                                [r["test"]["error"] * 100 for r in records])
@@ -278,13 +278,13 @@ def test_overlay_of_run_folders_reads_each_folder(trained_run, tmp_path):
     runs = [tmp_path / "seed-0", tmp_path / "seed-1"]
     for d in runs:
         shutil.copytree(trained_run.dir, d, ignore=shutil.ignore_patterns("plots"))
-    fig = plots.overlay_run_dirs(runs)
+    fig = timeline.overlay_run_dirs(runs)
     errors = [r["test"]["error"] * 100 for r in trained_run.run.summary["passes"]]
     for name in ("seed-0 test", "seed-1 test"):
         line = next(x for x in fig.axes[1].lines if x.get_label() == name)
         np.testing.assert_allclose(line.get_ydata(), errors)
     with pytest.raises(UserError, match="metrics.jsonl"):
-        plots.overlay_run_dirs([tmp_path])
+        timeline.overlay_run_dirs([tmp_path])
 
 
 def test_a_loss_within_one_decade_still_gets_several_labelled_ticks():

@@ -17,7 +17,6 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
-from PIL import Image, ImageDraw, ImageFont
 
 from lecun1989 import paper
 from lecun1989.analysis.history import (
@@ -38,7 +37,6 @@ DIGIT = {"cmap": "gray_r", "vmin": -1, "vmax": 1}  # background -1 white, ink +1
 # Unit outputs in greys too, the same way round: -A white, +A black (a map that responds to
 # ink looks like the digit; the red/blue palette hid it, issue 15).
 UNITS_CMAP = "gray_r"
-LEARNING_PASSES = (1, 2, 5, 10, 23)  # the passes `learning` draws (those the run has)
 LAYERS = {"h1": "H1 (12 maps 8x8, 5x5 kernels)", "h2": "H2 (12 maps 4x4, 5x5 kernels)",
           "h3": "H3 (30 units)", "out": "output (10 units)"}
 EXTRA_KEYS = ("engine_resolved", "engine_reason", "versions", "data_manifest")
@@ -400,148 +398,6 @@ def spread_plot(runs: dict[str, list[dict]]) -> Figure:
     return fig
 
 
-# --- learning over time (pass_weights.safetensors) ---------------------------------------
-
-def learning_passes(passes_done: int, wanted=LEARNING_PASSES) -> list[int]:
-    """The passes `learning` draws: 0 (the initial weights), those of `wanted` the run has,
-    and its last pass."""
-    chosen = [0, *(p for p in wanted if p <= passes_done)]
-    return chosen + [passes_done] if passes_done not in chosen else chosen
-
-
-def learning_data(pass_weights: list[dict], model_cfg, image: np.ndarray,
-                  passes: list[int]) -> dict[str, np.ndarray]:
-    """H1's kernels (n, 12, 5, 5) and one digit's H1 maps (n, 12, 8, 8) after each of
-    `passes` (0: the initial weights): what `learning` draws."""
-    kernels_, maps = [], []
-    for p in passes:
-        kernels_.append(np.asarray(pass_weights[p]["h1_w"], dtype=float)[:, 0])
-        maps.append(forward_layers(model_cfg, pass_weights[p], image[None])["h1"][0])
-    return {"passes": np.array(passes), "kernels": np.array(kernels_), "maps": np.array(maps)}
-
-
-def _pass_name(p: int) -> str:
-    return "initial" if p == 0 else f"after pass {p}"
-
-
-def learning(data: dict[str, np.ndarray], label: int, index: int,
-             scale: float = 1.7159) -> Figure:
-    """Small multiples: H1's 12 kernels and one digit's 12 H1 maps, one row per pass."""
-    passes, k, maps = data["passes"], data["kernels"], data["maps"]
-    n = len(passes)
-    fig = _figure(15, 1.3 + 0.62 * n)
-    left, right = fig.subplots(1, 2, width_ratios=[6 * MAPS + 1, 9 * MAPS + 1])
-    lim = float(np.abs(k).max()) or 1.0  # one colour scale for every pass: growth shows
-    im = _show(left, _mosaic(k.reshape(-1, *k.shape[2:]), MAPS), cmap="RdBu_r", vmin=-lim,
-               vmax=lim)
-    left.set_yticks([1 + r * 6 + 2 for r in range(n)], [_pass_name(p) for p in passes])
-    left.set_title("H1's 12 kernels (5x5; red: +, blue: -)", fontsize=10)
-    fig.colorbar(im, ax=left, location="bottom", shrink=0.6, aspect=30, label="H1 weight")
-    im = _show(right, _mosaic(maps.reshape(-1, *maps.shape[2:]), MAPS), cmap=UNITS_CMAP,
-               vmin=-scale, vmax=scale)
-    right.set_yticks([1 + r * 9 + 4 for r in range(n)], [_pass_name(p) for p in passes])
-    right.set_title(f"the 12 H1 maps of test digit #{index} (label {label}; black: +, white: -)",
-                    fontsize=10)
-    fig.colorbar(im, ax=right, location="bottom", shrink=0.6, aspect=30, label="H1 output")
-    for ax in (left, right):
-        ax.tick_params(length=0)
-    fig.suptitle("Learning over time: the same kernels and maps after more and more passes")
-    return fig
-
-
-GIF_CELL, GIF_GAP, GIF_CAPTION = 20, 10, 34  # pixels: per kernel weight, between kernels, text
-
-
-def kernel_frames(pass_weights: list[dict]) -> list[np.ndarray]:
-    """One RGB frame (uint8) per entry of `pass_weights`: H1's 12 kernels, 4 to a row, each
-    weight a GIF_CELL-pixel square coloured on one scale for all passes (RdBu_r)."""
-    h1 = np.array([np.asarray(w["h1_w"], dtype=float)[:, 0] for w in pass_weights])
-    lim = float(np.abs(h1).max()) or 1.0
-    cmap = matplotlib.colormaps["RdBu_r"]
-    cols, (n_k, kh, kw) = 4, h1.shape[1:]
-    rows = -(-n_k // cols)
-    width = cols * kw * GIF_CELL + (cols + 1) * GIF_GAP
-    height = GIF_CAPTION + rows * kh * GIF_CELL + rows * GIF_GAP
-    font = ImageFont.load_default(size=16)
-    frames = []
-    for p, kernels_ in enumerate(h1):
-        frame = np.full((height, width, 3), 255, dtype=np.uint8)
-        rgb = np.round(cmap((kernels_ + lim) / (2 * lim))[..., :3] * 255).astype(np.uint8)
-        for k in range(n_k):
-            y, x = kernel_origin(k, kh, kw)
-            frame[y:y + kh * GIF_CELL, x:x + kw * GIF_CELL] = np.kron(
-                rgb[k], np.ones((GIF_CELL, GIF_CELL, 1), dtype=np.uint8))
-        image = Image.fromarray(frame)
-        when = "initial weights" if p == 0 else f"after pass {p} of {len(h1) - 1}"
-        ImageDraw.Draw(image).text((GIF_GAP, 8), f"H1 kernels, {when} (red +, blue -)",
-                                   fill=(0, 0, 0), font=font)
-        frames.append(np.asarray(image))
-    return frames
-
-
-def kernel_origin(k: int, kh: int = 5, kw: int = 5) -> tuple[int, int]:
-    """(y, x) of kernel k's top-left pixel in a `kernel_frames` frame."""
-    row, col = divmod(k, 4)
-    return (GIF_CAPTION + row * (kh * GIF_CELL + GIF_GAP),
-            GIF_GAP + col * (kw * GIF_CELL + GIF_GAP))
-
-
-def save_gif(frames: list[np.ndarray], path: str | os.PathLike, ms: int = 400) -> Path:
-    """An animated GIF that loops, the last frame held 2 s (atomically)."""
-    path = Path(path)
-    images = [Image.fromarray(f) for f in frames]
-    tmp = path.with_name(f".{path.stem}.tmp.gif")
-    images[0].save(tmp, save_all=True, append_images=images[1:], loop=0, optimize=False,
-                   duration=[ms] * (len(images) - 1) + [2000], disposal=1)
-    os.replace(tmp, path)
-    return path
-
-
-def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
-    """Several runs' curves in one figure (e.g. the seed-<k>/ folders of a multi-seed run):
-    {name: (read_loss(dir), metrics records)} -> rolling-mean loss, train and test error per pass.
-    """
-    fig = _figure(13, 4.6)
-    ax_loss, ax_err = fig.subplots(1, 2)
-    colors = matplotlib.colormaps["tab10"].colors
-    for k, (name, (loss, records)) in enumerate(runs.items()):
-        color = colors[k % 10]
-        if len(loss["step"]):
-            per_pass = max(1, int(np.sum(loss["pass"] == loss["pass"][0])))
-            window = min(len(loss["loss"]), max(5, per_pass // 4))
-            rolling = np.convolve(loss["loss"], np.ones(window) / window, mode="valid")
-            ax_loss.plot(loss["step"][window - 1:], rolling, color=color, lw=1.2, label=name)
-        passes = [r["pass"] for r in records]
-        ax_err.plot(passes, [r["test"]["error"] * 100 for r in records], "o-", ms=3,
-                    color=color, label=f"{name} test")
-        ax_err.plot(passes, [r["train"]["error"] * 100 for r in records], ":", color=color,
-                    label=f"{name} train")
-    _plain_log_axis(ax_loss)
-    ax_loss.xaxis.set_major_formatter(_thousands)
-    ax_loss.set_xlabel("step (patterns presented)")
-    ax_loss.set_ylabel("loss, rolling mean over a quarter pass")
-    ax_loss.set_title("Training loss of each run")
-    _percent_log_axis(ax_err)
-    ax_err.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_err.set_xlabel("pass")
-    ax_err.set_ylabel("error (log scale)")
-    ax_err.set_title("Error after each pass (solid: test, dotted: train)")
-    for ax in (ax_loss, ax_err):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-def overlay_run_dirs(run_dirs) -> Figure:
-    """`runs_overlay` of run folders (e.g. a multi-seed folder's seed-<k>/), named by folder."""
-    runs = {}
-    for d in map(Path, run_dirs):
-        if not (d / rundir.METRICS).is_file():
-            raise UserError(f"{d}: no {rundir.METRICS}; pass run folders in which a pass finished")
-        runs[d.name] = (read_loss(d), read_jsonl(d / rundir.METRICS))
-    return runs_overlay(runs)
-
-
 # --- a run, loaded back ------------------------------------------------------------------
 
 @dataclass
@@ -719,9 +575,12 @@ def run_figures(view: RunView, digit: int | None = None,
         title=f"What the network makes of test digit #{i} (label {labels[i]}), layer by layer",
         target=view.cfg.train.target)
     if weights:
-        passes = learning_passes(len(weights) - 1)
-        figs["learning"] = learning(learning_data(weights, view.cfg.model, data.test_images[i],
-                                                  passes), int(labels[i]), i, scale)
+        from lecun1989.analysis import timeline  # it draws with this module's helpers
+
+        passes = timeline.learning_passes(len(weights) - 1)
+        figs["learning"] = timeline.learning(
+            timeline.learning_data(weights, view.cfg.model, data.test_images[i], passes),
+            int(labels[i]), i, scale)
     else:
         skipped["learning"] = no_passes
     figs["misclassified"] = misclassified(data.test_images, labels, outputs)
@@ -752,7 +611,9 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     paths = {name: save(fig, out / f"{name}.png") for name, fig in figs.items()}
     weights, no_passes = _pass_weights(view)
     if weights:
-        gif = save_gif(kernel_frames(weights), out / "kernels_by_pass.gif")
+        from lecun1989.analysis import timeline
+
+        gif = timeline.save_gif(timeline.kernel_frames(weights), out / "kernels_by_pass.gif")
         names = list(paths)  # the GIF goes beside `learning` (in the report too)
         at = names.index("learning") + 1 if "learning" in names else len(names)
         paths = {n: paths.get(n, gif) for n in [*names[:at], "kernels_by_pass", *names[at:]]}
@@ -762,7 +623,6 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
 
 
 __all__ = ["ANIMATIONS", "PICTURES", "RunView", "choose_digit", "confusion", "digits_grid",
-           "feature_maps", "forward_layers", "kernel_frames", "kernels", "learning",
-           "learning_data", "learning_passes", "load_run", "loss_curve", "misclassified",
-           "overlay_run_dirs", "param_heatmaps", "pass_metrics", "plot_run", "reject_plot",
-           "run_config", "run_figures", "runs_overlay", "save", "save_gif", "spread_plot"]
+           "feature_maps", "forward_layers", "kernels", "load_run", "loss_curve",
+           "misclassified", "param_heatmaps", "pass_metrics", "plot_run", "reject_plot",
+           "run_config", "run_figures", "save", "spread_plot"]
