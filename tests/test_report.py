@@ -30,6 +30,11 @@ window.addEventListener("load", () => {
     tables: tables.length,
     rows: tables.map(t => t.querySelectorAll("tbody tr").length),
     tableHeights: tables.map(t => t.getBoundingClientRect().height),
+    visible: tables.map(t => t.checkVisibility()),
+    details: document.querySelectorAll("details").length,
+    open: document.querySelectorAll("details[open]").length,
+    featureMapsWidth: images.filter(i => i.alt.startsWith("One test digit"))
+      .map(i => i.getBoundingClientRect().width)[0],
   }));
 });
 </script>"""
@@ -48,7 +53,8 @@ def test_report_files_and_pictures(report):
     assert (report / "report.md").is_file() and (report / "report.html").is_file()
     md = (report / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert sorted(linked) == sorted(f"plots/{name}.png" for name in plots.PICTURES)
+    assert sorted(linked) == sorted([*(f"plots/{name}.png" for name in plots.PICTURES),
+                                     *(f"plots/{name}.gif" for name in plots.ANIMATIONS)])
     assert all((report / path).is_file() for path in linked)
 
 
@@ -72,8 +78,9 @@ def test_report_holds_the_runs_numbers_beside_the_papers(report, trained_run):
 def test_html_is_self_contained(report):
     page = (report / "report.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
-    assert len(sources) == len(plots.PICTURES)
-    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(plots.PICTURES) + len(plots.ANIMATIONS)
+    assert sum(s.startswith("data:image/png;base64,") for s in sources) == len(plots.PICTURES)
+    assert sum(s.startswith("data:image/gif;base64,") for s in sources) == len(plots.ANIMATIONS)
     assert "http://" not in page and "https://" not in page
     assert html.escape(GUESSES["model.table"]) in page
 
@@ -87,6 +94,7 @@ def _render(page: Path) -> dict:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+             "--window-size=1280,900",  # a laptop screen
              "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     found = re.search(r'data-check="([^"]*)"', done.stdout)
     assert found, f"chromium printed no check result: {done.stderr[-500:]}"
@@ -99,11 +107,49 @@ def test_html_renders_in_chromium_with_every_image_loaded(report, tmp_path):
     page = tmp_path / "report.html"
     shutil.copy(report / "report.html", page)
     check = _render(page)
-    assert check["images"] == len(plots.PICTURES)
+    assert check["images"] == len(plots.PICTURES) + len(plots.ANIMATIONS)
     assert check["loaded"] == check["images"], check["widths"]
-    assert min(check["widths"]) >= 600
+    assert sum(w >= 600 for w in check["widths"]) == len(plots.PICTURES)  # and the GIF
     assert check["tables"] >= 5 and min(check["rows"]) >= 2
-    assert min(check["tableHeights"]) > 20  # laid out, not collapsed
+    assert check["details"] == 3 and check["open"] == 0  # provenance etc. folded
+    assert check["visible"][:2] == [True, True]  # the results and the model's counts
+    assert not any(check["visible"][2:])  # provenance, configuration, versions: folded
+    assert check["featureMapsWidth"] >= 1000  # the feature maps large enough to read
+
+
+def test_report_reads_results_verdict_pictures_then_folded_details(report, trained_run):
+    md = (report / "report.md").read_text()
+    order = [md.index(x) for x in ("## Results against the paper", "**Verdict:**",
+                                   "## Pictures", "## Model", "<details><summary>Data",
+                                   "<details><summary>Configuration",
+                                   "<details><summary>Timing")]
+    assert order == sorted(order)
+    assert md.index("| field | value |") > md.index("<details><summary>Data")
+    error = trained_run.run.summary["final"]["test"]["error"]
+    verdict = next(line for line in md.splitlines() if line.startswith("**Verdict:**"))
+    assert f"test error is {error:.2%}" in verdict
+    assert f"{abs(error - paper.RESULTS['test']['error']) * 100:.2f} points" in verdict
+    link = re.search(r"\]\(([^)#]+)#([^)]+)\)", verdict)
+    target = (report / link[1]).resolve()  # the link works from the report's folder
+    assert target.name == "RESULTS.md" and target.is_file()
+    headings = [re.sub(r"[^a-z0-9 -]", "", h[3:].lower()).replace(" ", "-")
+                for h in target.read_text().splitlines() if h.startswith("## ")]
+    assert link[2] in headings  # GitHub's anchor of the multi-seed section
+
+
+def test_report_has_no_python_reprs_and_writes_numbers_as_a_reader_would(report, trained_run):
+    md = (report / "report.md").read_text()
+    page = (report / "report.html").read_text()
+    for text in (md, page):
+        assert "None" not in text and "[{" not in text and "{'" not in text
+        assert "True" not in text and "False" not in text
+    assert "| model.tanh_slope | 2/3 |" in md
+    assert re.search(r"\| files\[1\]\.sha256 \| [0-9a-f]{64} \|", md) is None  # digits: no files
+    for split in ("train", "test"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {split} misses |"))
+        misses = trained_run.run.summary["final"][split]["misses"]
+        assert row.split("|")[3].strip() == f"{misses:,.0f}"
+    assert "mean over 20 patterns" in md  # the loss caption, from train.loss_every
 
 
 def test_report_of_several_runs_gives_the_spread(trained_run, tmp_path):
@@ -121,6 +167,8 @@ def test_report_of_several_runs_gives_the_spread(trained_run, tmp_path):
     assert "| mean | sd | median | min | max |" in md
     assert (tmp_path / "report" / "plots" / "spread.png").is_file()
     assert md.count("| seed-") == 2  # one row per run
+    assert (f"over 2 runs the mean test error is {error} (from {error} to {error}) (on "
+            "digits, not the paper's USPS digits)") in md
 
 
 def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):

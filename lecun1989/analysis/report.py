@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 import statistics
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import lecun1989
 from lecun1989 import paper
 from lecun1989.analysis import plots
 from lecun1989.config import GUESSES, preset
@@ -22,10 +25,17 @@ from lecun1989.errors import UserError
 
 CAPTIONS = {
     "digits": "The data as the network sees it.",
-    "loss": "The training loss (mean squared error of one pattern, averaged over each record).",
+    "loss": "The training loss: each thin point is the squared error of one pattern, mean over "
+            "{every} patterns (train.loss_every); the thick line its rolling mean.",
     "metrics": "Train and test MSE and error after every pass; dashed: the paper's final values.",
-    "params": "Every parameter tensor's distribution over training (fixed-size histograms).",
-    "feature_maps": "The 12 H1 and 12 H2 feature maps of one test digit.",
+    "params": "Every parameter tensor's distribution over training (fixed-size histograms); "
+              "the 10 output biases as one line per digit.",
+    "feature_maps": "One test digit through the network: its 12 H1 and 12 H2 feature maps, "
+                    "H3's 30 units and the 10 outputs (greys: black +, white -).",
+    "learning": "Learning over time: H1's kernels and the same digit's H1 maps after a few "
+                "passes.",
+    "kernels_by_pass": "H1's 12 kernels pass by pass (animated; red: positive weights, blue: "
+                       "negative).",
     "kernels": "The learned 5x5 kernels of H1 and H2; grey cells: connections the table omits.",
     "misclassified": "The test digits the network gets wrong.",
     "confusion": "Which digits are taken for which.",
@@ -35,13 +45,16 @@ CAPTIONS = {
 # (label, split, metric, format): the rows of the paper-versus-run table (NC89 §5)
 RESULT_ROWS = (
     ("train error", "train", "error", "{:.2%}"),
-    ("train misses", "train", "misses", "{:.4g}"),
+    ("train misses", "train", "misses", "{:,.0f}"),
     ("train MSE", "train", "mse", "{:.2e}"),
     ("test error", "test", "error", "{:.2%}"),
-    ("test misses", "test", "misses", "{:.4g}"),
+    ("test misses", "test", "misses", "{:,.0f}"),
     ("test MSE", "test", "mse", "{:.2e}"),
     ("test reject for 1% error", "test", "reject_for_1pct", "{:.1%}"),
 )
+
+RESULTS_MD = Path(lecun1989.__file__).resolve().parents[1] / "RESULTS.md"
+SEEDS_SECTION = "the-headline-5-seeds-per-configuration-beside-the-paper"
 
 
 def _fmt(fmt: str, value) -> str:
@@ -49,20 +62,44 @@ def _fmt(fmt: str, value) -> str:
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    """{"a": {"b": 1}, "c": [{"d": 2}]} -> {"a.b": 1, "c[1].d": 2}: one row per value."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict) and v:
             out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v, 1):
+                out.update(_flat(x, f"{prefix}{k}[{i}]."))
         else:
             out[f"{prefix}{k}"] = v
     return out
 
 
+def _number(value: float) -> str:
+    """A number as a reader writes it: 2/3 for 0.666..., 0.1 for 0.1, 1,000 for 1000."""
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    fraction = Fraction(value).limit_denominator(12)  # a repeating decimal, e.g. 2/3
+    if len(repr(value)) > 12 and fraction.denominator > 1 and abs(float(fraction) - value) < 1e-12:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return f"{value:g}"
+
+
 def _short(value, limit: int = 160) -> str:
-    """A value for a table cell: long lists are counted, long text is cut."""
-    if isinstance(value, list) and len(value) > 12:
-        return f"[{len(value)} values, kept in config.json]"
+    """A value for a table cell, with no Python repr: none, yes/no, 2/3, lists as a, b, c."""
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, list | tuple):
+        if len(value) > 12 and not all(isinstance(x, list | tuple) for x in value):
+            return f"{len(value)} values, kept in config.json"
+        sep = "; " if any(isinstance(x, list | tuple) for x in value) else ", "
+        return sep.join(_short(x, limit) for x in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_short(v, limit)}" for k, v in value.items())
     text = str(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -103,7 +140,7 @@ def _config_blocks(views: list[plots.RunView]) -> list:
 
 
 def _model_blocks(view: plots.RunView) -> list:
-    from lecun1989.model import Net1989, count  # noqa: PLC0415
+    from lecun1989.model import Net1989, count
 
     counts = count(Net1989(view.cfg.model))
     ref = {"units": paper.UNITS, "connections": paper.CONNECTIONS,
@@ -159,6 +196,45 @@ def _results_blocks(views: list[plots.RunView]) -> list:
     return blocks
 
 
+def _results_link(out: Path) -> str:
+    """A Markdown link to RESULTS.md's multi-seed figures (relative to the report's folder),
+    or its name where this copy of lecun1989 has no RESULTS.md beside it (an installed one)."""
+    if not RESULTS_MD.is_file():
+        return "RESULTS.md (section The headline: 5 seeds) of the lecun1989 repository"
+    rel = Path(os.path.relpath(RESULTS_MD, out.resolve())).as_posix()
+    return f"[the multi-seed figures of RESULTS.md]({rel}#{SEEDS_SECTION})"
+
+
+def _verdict(views: list[plots.RunView], out: Path) -> list:
+    """One sentence: where the run's test error and reject rate stand against the paper."""
+    finished = [v for v in views if v.summary]
+    if not finished:
+        return []
+    error = statistics.mean(_result_value(v.summary, "test", "error") for v in finished)
+    rejects = [_result_value(v.summary, "test", "reject_for_1pct") for v in finished]
+    paper_error = paper.RESULTS["test"]["error"]
+    paper_reject = paper.RESULTS["test"]["reject_for_1pct"]
+    gap = (error - paper_error) * 100
+    side = "above" if gap > 0 else "below"
+    data = finished[0].summary.get("data", {}).get("name", "")
+    other = "" if data == "usps" else f" (on {data}, not the paper's USPS digits)"
+    reject = ""
+    if None not in rejects:
+        reject = (f", and {statistics.mean(rejects):.1%} of the test digits rejected to reach 1% "
+                  f"error against the paper's {paper_reject:.1%}")
+    if len(finished) == 1:
+        head = f"this run's test error is {error:.2%}{other}"
+        tail = ("one seed alone moves the test error by several tenths of a point, so hold it "
+                f"against {_results_link(out)}")
+    else:
+        errors = [_result_value(v.summary, "test", "error") for v in finished]
+        head = (f"over {len(finished)} runs the mean test error is {error:.2%} (from "
+                f"{min(errors):.2%} to {max(errors):.2%}){other}")
+        tail = f"compare with {_results_link(out)}"
+    return [("p", f"**Verdict:** {head}, {abs(gap):.2f} points {side} the paper's "
+                  f"{paper_error:.1%}{reject}; {tail}.")]
+
+
 def _timing_blocks(view: plots.RunView) -> list:
     config, metrics = view.config, view.metrics
     rows = [["engine", f"{config.get('engine_resolved', '?')} ({config.get('engine_reason', '')})"]]
@@ -172,23 +248,32 @@ def _timing_blocks(view: plots.RunView) -> list:
             ("table", ["library", "version"], versions)]
 
 
-def build(views: list[plots.RunView], pictures: dict[str, Path], skipped: dict) -> list:
-    """The report as blocks: ("h1"|"h2"|"p", text), ("table", header, rows), ("img", ...)."""
+def build(views: list[plots.RunView], pictures: dict[str, Path], skipped: dict,
+          out: Path | None = None) -> list:
+    """The report as blocks: ("h1"|"h2"|"p", text), ("table", header, rows), ("img", path,
+    caption), ("details", summary, blocks). Results first, then the verdict, the pictures,
+    the model; provenance, configuration and versions folded away."""
     first = views[0]
+    out = out or first.dir
     names = ", ".join(v.dir.name for v in views)
     blocks = [("h1", f"LeCun et al. 1989, reproduced: {names}"),
               ("p", f"Written {time.strftime('%Y-%m-%d %H:%M')} by lecun1989 "
                     f"{first.config.get('versions', {}).get('lecun1989', '?')}. Paper: LeCun "
                     "et al., Backpropagation Applied to Handwritten Zip Code Recognition, "
                     "Neural Computation 1(4), 1989 (NC89).")]
-    blocks += _results_blocks(views) + _data_blocks(first) + _config_blocks(views)
-    blocks += _model_blocks(first)
+    blocks += _results_blocks(views) + _verdict(views, out)
     blocks.append(("h2", "Pictures" + (f" (of {first.dir.name})" if len(views) > 1 else "")))
+    every = first.cfg.train.loss_every
     for name, path in pictures.items():
-        blocks.append(("img", path, CAPTIONS.get(name, name)))
+        blocks.append(("img", path, CAPTIONS.get(name, name).format(every=f"{every:,}")))
     for name, why in skipped.items():
         blocks.append(("p", f"Picture `{name}` left out: {why}"))
-    return blocks + _timing_blocks(first)
+    blocks += _model_blocks(first)
+    blocks.append(("details", "Data provenance", _data_blocks(first)[1:]))
+    blocks.append(("details", "Configuration (every field, the paper preset's value, the "
+                              "guesses)", _config_blocks(views)[1:]))
+    blocks.append(("details", "Timing and versions", _timing_blocks(first)[1:]))
+    return blocks
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -202,7 +287,10 @@ def to_markdown(blocks: list, base: Path) -> str:
     lines = []
     for block in blocks:
         kind = block[0]
-        if kind in ("h1", "h2"):
+        if kind == "details":  # GitHub renders Markdown inside <details> after a blank line
+            lines += [f"<details><summary>{html.escape(block[1])}</summary>", "",
+                      to_markdown(block[2], base), "</details>", ""]
+        elif kind in ("h1", "h2"):
             lines += ["#" * int(kind[1]) + " " + block[1], ""]
         elif kind == "p":
             lines += [block[1], ""]
@@ -218,22 +306,30 @@ def to_markdown(blocks: list, base: Path) -> str:
     return "\n".join(lines)
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1250px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f2f2f2}figure{margin:1.5em 0}img{max-width:100%;height:auto}
-figcaption{color:#555;font-style:italic}code{background:#f4f4f4;padding:0 .2em}"""
+figcaption{color:#555;font-style:italic}code{background:#f4f4f4;padding:0 .2em}
+details{margin:1em 0}summary{cursor:pointer;font-weight:600;font-size:1.1em}"""
+IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif"}
 
 
 def _inline(text: str) -> str:
-    """Escape, then render `code` spans."""
+    """Escape, then render `code`, **bold** and [links](target)."""
     parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f"<code>{part}</code>")
+            continue
+        part = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", part)
+        out.append(re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)",
+                          lambda m: f'<a href="{html.escape(m[2])}">{m[1]}</a>', part))
+    return "".join(out)
 
 
-def to_html(blocks: list) -> str:
-    """A self-contained HTML page: pictures embedded as base64 data URIs."""
-    title = next((b[1] for b in blocks if b[0] == "h1"), "report")
+def _html_body(blocks: list) -> list[str]:
     body = []
     for block in blocks:
         kind = block[0]
@@ -247,13 +343,24 @@ def to_html(blocks: list) -> str:
                            for row in block[2])
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif kind == "img":
-            data = base64.b64encode(Path(block[1]).read_bytes()).decode("ascii")
+            path = Path(block[1])
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
             caption = html.escape(block[2])
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-                        f"<figcaption>{caption}</figcaption></figure>")
+            body.append(f'<figure><img src="data:{IMAGE_TYPES[path.suffix]};base64,{data}" '
+                        f'alt="{caption}"><figcaption>{caption}</figcaption></figure>')
+        elif kind == "details":
+            body += [f"<details><summary>{html.escape(block[1])}</summary>",
+                     *_html_body(block[2]), "</details>"]
+    return body
+
+
+def to_html(blocks: list) -> str:
+    """A self-contained HTML page: pictures embedded as base64 data URIs."""
+    title = next((b[1] for b in blocks if b[0] == "h1"), "report")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+            + "\n".join(_html_body(blocks)) + "\n</body></html>\n")
 
 
 def default_out(run_dirs: list[Path]) -> Path:
@@ -263,8 +370,8 @@ def default_out(run_dirs: list[Path]) -> Path:
     return Path(os.path.commonpath([d.resolve() for d in run_dirs])) / "report"
 
 
-def write_report(run_dirs, out: str | os.PathLike | None = None,
-                 digit: int = 0) -> tuple[Path, Path]:
+def write_report(run_dirs, out: str | os.PathLike | None = None, digit: int | None = None,
+                 index: int | None = None) -> tuple[Path, Path]:
     """Write report.md, report.html and the pictures (out/plots/); returns the two reports."""
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
@@ -272,11 +379,12 @@ def write_report(run_dirs, out: str | os.PathLike | None = None,
     out = Path(out) if out else default_out(run_dirs)
     views = [plots.load_run(d, with_data=(i == 0)) for i, d in enumerate(run_dirs)]
     out.mkdir(parents=True, exist_ok=True)
-    pictures, skipped = plots.plot_run(run_dirs[0], out / "plots", digit, view=views[0])
+    pictures, skipped = plots.plot_run(run_dirs[0], out / "plots", digit, view=views[0],
+                                       index=index)
     if len(views) > 1 and all(v.metrics for v in views):
         figure = plots.spread_plot({v.dir.name: v.metrics for v in views})
         pictures = {"spread": plots.save(figure, out / "plots" / "spread.png"), **pictures}
-    blocks = build(views, pictures, skipped)
+    blocks = build(views, pictures, skipped, out)
     md, page = out / "report.md", out / "report.html"
     for path, text in ((md, to_markdown(blocks, out)), (page, to_html(blocks))):
         tmp = path.with_name(f".{path.name}.tmp")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lecun1989.cli.plot import add_digit_arguments
+
 
 def add_parsers(sub) -> None:
     """Register `report`."""
@@ -11,15 +13,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default=None,
                    help="folder for the report (default: the run folder; for several runs, "
                         "a `report` folder beside them)")
-    p.add_argument("--digit", type=int, default=0,
-                   help="which test digit to show the feature maps of (default: 0)")
+    add_digit_arguments(p)
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args) -> int:
-    from lecun1989.analysis.report import write_report  # noqa: PLC0415
+    from lecun1989.analysis.report import write_report
 
-    md, page = write_report(args.run_dirs, args.out, args.digit)
+    md, page = write_report(args.run_dirs, args.out, args.digit, index=args.index)
     print(md)
     print(page)
     return 0
