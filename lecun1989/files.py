@@ -96,6 +96,29 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def make_folder(path: str | os.PathLike) -> Path:
+    """mkdir -p, with `write_error`'s one line when it cannot be made."""
+    path = Path(path)
+    with safe_write(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_figure(fig, path: str | os.PathLike, **savefig) -> Path:
+    """A matplotlib figure (or a PIL image: `save` taking a file object) written atomically,
+    its folder made, a failure in one line."""
+    import io
+
+    buffer = io.BytesIO()
+    if hasattr(fig, "savefig"):
+        fig.savefig(buffer, **{"format": Path(path).suffix[1:] or "png", **savefig})
+    else:
+        fig.save(buffer, **savefig)
+    make_folder(Path(path).parent)
+    write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
 def write_text(path: str | os.PathLike, text: str, *, resume: str | None = None) -> None:
     """Write text (UTF-8) atomically."""
     write_bytes(path, text.encode(), resume=resume)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lecun1989 import files
 from lecun1989.analysis import picture
 from lecun1989.errors import UserError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
@@ -117,13 +118,5 @@ def write_demo(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     path = Path(out) if out else run_dir / "demo.html"
     if path.is_dir():
         raise UserError(f"--out {path}: is a folder; give a file name such as {path}/demo.html")
-    html = render(demo_data(run_dir))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write the page ({e.strerror}); give --out a file in "
-                        "a folder you can write to") from None
+    files.write_text(path, render(demo_data(run_dir)))
     return path

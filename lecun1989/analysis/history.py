@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lecun1989 import files
 from lecun1989.config import RunConfig
 from lecun1989.errors import CheckpointError
 from lecun1989.model.net import PARAM_NAMES, init_params
@@ -174,21 +175,8 @@ def _write_pass_weights(out: Path, weights: list[dict]) -> None:
     rundir.write_bytes(out / PASS_WEIGHTS, save(stacked))
 
 
-def _append_lines(path: Path, records: list[dict]) -> None:
-    """Append JSON lines with one flush (a pass's worth of loss records)."""
-    if not records:
-        return
-    with open(path, "a") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _rewrite_lines(path: Path, records: list[dict]) -> None:
-    """Replace a JSON-lines file atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    os.replace(tmp, path)
+_append_lines = files.extend_jsonl  # a pass's worth of loss records, one flush
+_rewrite_lines = files.write_jsonl  # replaced atomically
 
 
 # --- readers -----------------------------------------------------------------------------

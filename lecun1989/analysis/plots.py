@@ -18,7 +18,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
-from lecun1989 import paper
+from lecun1989 import files, paper
 from lecun1989.analysis.history import (
     param_density,
     read_jsonl,
@@ -592,11 +592,7 @@ def run_figures(view: RunView, digit: int | None = None,
 def save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write a figure as PNG (atomically), cropped to what is drawn plus a margin: constrained
     layout cannot always make room for a colour bar's label beside fixed-aspect images."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", pad_inches=0.12)
-    os.replace(tmp, path)
-    return path
+    return files.write_figure(fig, path, dpi=DPI, bbox_inches="tight", pad_inches=0.12)
 
 
 def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -606,7 +602,7 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     (default: RUN_DIR/plots); returns (paths, skipped)."""
     view = view or load_run(run_dir)
     out = Path(out_dir) if out_dir else view.dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out)
     figs, skipped = run_figures(view, digit, index)
     paths = {name: save(fig, out / f"{name}.png") for name, fig in figs.items()}
     weights, no_passes = _pass_weights(view)

@@ -18,10 +18,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import lecun1989
-from lecun1989 import paper
-from lecun1989.analysis import plots
+from lecun1989 import files, paper
+from lecun1989.analysis import plots, timeline
 from lecun1989.config import GUESSES, preset
 from lecun1989.errors import UserError
+from lecun1989.train.runs import run_folders
 
 CAPTIONS = {
     "digits": "The data as the network sees it.",
@@ -41,6 +42,7 @@ CAPTIONS = {
     "confusion": "Which digits are taken for which.",
     "reject": "Error on the digits kept as the least confident are rejected (NC89 §5).",
     "spread": "Error per pass of every run.",
+    "overlay": "Every run's loss and error per pass, overlaid.",
 }
 # (label, split, metric, format): the rows of the paper-versus-run table (NC89 §5)
 RESULT_ROWS = (
@@ -372,22 +374,33 @@ def default_out(run_dirs: list[Path]) -> Path:
 
 def write_report(run_dirs, out: str | os.PathLike | None = None, digit: int | None = None,
                  index: int | None = None) -> tuple[Path, Path]:
-    """Write report.md, report.html and the pictures (out/plots/); returns the two reports."""
-    run_dirs = [Path(d) for d in run_dirs]
-    if not run_dirs:
+    """Write report.md, report.html and the pictures (out/plots/); returns the two reports.
+    A folder of several seeds stands for its seeds' run folders (its report goes beside its
+    seeds.json); a folder named twice is refused (the spread over one run is no spread)."""
+    given = [Path(d) for d in run_dirs]
+    if not given:
         raise UserError("report: name at least one run folder")
+    run_dirs = run_folders(given)
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:
+        if d.resolve() in seen:
+            raise UserError(f"report: {d} is named twice (as {seen[d.resolve()]}); name each "
+                            "run once")
+        seen[d.resolve()] = d
+    if out is None and len(given) == 1 and len(run_dirs) > 1:
+        out = given[0]
     out = Path(out) if out else default_out(run_dirs)
     views = [plots.load_run(d, with_data=(i == 0)) for i, d in enumerate(run_dirs)]
-    out.mkdir(parents=True, exist_ok=True)
+    files.make_folder(out)
     pictures, skipped = plots.plot_run(run_dirs[0], out / "plots", digit, view=views[0],
                                        index=index)
     if len(views) > 1 and all(v.metrics for v in views):
         figure = plots.spread_plot({v.dir.name: v.metrics for v in views})
-        pictures = {"spread": plots.save(figure, out / "plots" / "spread.png"), **pictures}
+        overlay = timeline.overlay_run_dirs(run_dirs)
+        pictures = {"spread": plots.save(figure, out / "plots" / "spread.png"),
+                    "overlay": plots.save(overlay, out / "plots" / "overlay.png"), **pictures}
     blocks = build(views, pictures, skipped, out)
     md, page = out / "report.md", out / "report.html"
     for path, text in ((md, to_markdown(blocks, out)), (page, to_html(blocks))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        files.write_text(path, text)
     return md, page

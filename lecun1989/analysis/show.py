@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lecun1989 import files
+
 DPI = 110
 INK = "gray_r"  # +1 black (ink), -1 white (paper)
 
@@ -93,8 +95,4 @@ def _outputs(ax, pred, scale: float) -> None:
 
 def save_seen(pred, path: str | os.PathLike) -> Path:
     """Write the figure as PNG, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    seen_figure(pred).savefig(tmp, dpi=DPI)
-    os.replace(tmp, path)
-    return path
+    return files.write_figure(seen_figure(pred), path, dpi=DPI)

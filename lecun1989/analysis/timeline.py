@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
+from lecun1989 import files
 from lecun1989.analysis.history import read_jsonl, read_loss
 from lecun1989.analysis.plots import (
     UNITS_CMAP,
@@ -123,13 +124,10 @@ def kernel_origin(k: int, kh: int = 5, kw: int = 5) -> tuple[int, int]:
 
 def save_gif(frames: list[np.ndarray], path: str | os.PathLike, ms: int = 400) -> Path:
     """An animated GIF that loops, the last frame held 2 s (atomically)."""
-    path = Path(path)
     images = [Image.fromarray(f) for f in frames]
-    tmp = path.with_name(f".{path.stem}.tmp.gif")
-    images[0].save(tmp, save_all=True, append_images=images[1:], loop=0, optimize=False,
-                   duration=[ms] * (len(images) - 1) + [2000], disposal=1)
-    os.replace(tmp, path)
-    return path
+    return files.write_figure(images[0], path, format="GIF", save_all=True,
+                              append_images=images[1:], loop=0, optimize=False,
+                              duration=[ms] * (len(images) - 1) + [2000], disposal=1)
 
 
 def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lecun1989 import files
 from lecun1989.config import RunConfig
 from lecun1989.errors import CheckpointError, Interrupted, UserError
 from lecun1989.sweeps.grid import plan
@@ -94,8 +95,7 @@ def run_one(config: dict, out: str, resume: bool = True) -> dict:
     unless resume=False); return its training seconds and final test metrics."""
     from lecun1989.train.loop import fit  # noqa: PLC0415
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.make_folder(out)
     (out / ERROR).unlink(missing_ok=True)
     try:
         cfg = RunConfig.from_dict(config)
@@ -113,7 +113,7 @@ def run_one(config: dict, out: str, resume: bool = True) -> dict:
             if run is None:
                 run = fit(cfg, data, out, overwrite=True, progress=False, log=log)
     except Exception:
-        (out / ERROR).write_text(traceback.format_exc())
+        files.write_text(out / ERROR, traceback.format_exc())
         raise
     return {"seconds": run.summary["seconds"], "test": run.summary["final"]["test"]}
 

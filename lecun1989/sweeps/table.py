@@ -9,7 +9,7 @@ import json
 from numbers import Real
 from pathlib import Path
 
-from lecun1989 import paper
+from lecun1989 import files, paper
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.errors import UserError
 from lecun1989.stats import STATS, aggregate, describe
@@ -176,14 +176,14 @@ def plot(table: dict, path: str | Path) -> None:
     ax.set_title(f"{Path(table['sweep_dir']).name}: test error per group", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=120)
+    files.write_figure(fig, path, dpi=120)
 
 
 def write_table(sweep_dir: str | Path) -> dict:
     """Write table.md, table.json and test_error.png into the sweep folder; return the table."""
     table = summarise(sweep_dir)
     root = Path(sweep_dir)
-    (root / TABLE_MD).write_text(markdown(table))
+    files.write_text(root / TABLE_MD, markdown(table))
     rundir.write_json(root / TABLE_JSON, table)
     if table["groups"]:
         plot(table, root / PLOT)
