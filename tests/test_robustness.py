@@ -373,6 +373,17 @@ CASES = [
         c, "large.png", png_header(9000, 9000)))], "too large"),
     Case("predict-missing-image", lambda c: ["predict", str(c.run), str(c.tmp / "no.png")],
          "no such file"),
+    # the demo page, and folders of several seeds
+    Case("demo-not-a-run-folder", lambda c: ["demo", str(c.tmp), "--out", str(c.tmp / "d.html")],
+         "model.safetensors"),
+    Case("demo-out-is-a-folder", lambda c: ["demo", str(c.run), "--out", str(c.tmp)],
+         "is a folder"),
+    Case("demo-seed-of-one-run", lambda c: ["demo", str(c.run), "--seed", "3", "--out",
+                                            str(c.tmp / "d.html")], "leave out --seed"),
+    Case("evaluate-damaged-seeds-json",
+         lambda c: ["evaluate", str(file(c, "seeds.json", "{").parent)], "seeds.json: unreadable"),
+    Case("report-same-run-twice", lambda c: ["report", str(c.run), str(c.run), "--out",
+                                             str(c.tmp / OUT)], "named twice"),
     # run folders read by plot and report
     Case("plot-not-a-run-folder", lambda c: ["plot", str(c.tmp), "--out", str(c.tmp / OUT)],
          "no config.json"),
@@ -676,7 +687,9 @@ def test_docs_list_every_case():
     assert set(re.findall(r"`test_bad_input\[([^\]]+)\]`", text)) == {_id(c) for c in CASES}
     sources = "".join((ROOT / "tests" / f).read_text()
                       for f in ("test_robustness.py", "test_resume.py", "test_cli.py",
-                                "test_files.py", "test_config.py"))
+                                "test_files.py", "test_config.py", "test_history.py",
+                                "test_train.py", "test_documented_commands.py",
+                                "test_predict.py"))
     for name in set(re.findall(r"`(test_\w+)", text)):
         assert f"def {name}(" in sources, f"docs/robustness.md names {name}: no such test"
     rows = re.findall(r"^\| (?!Input|-)", text, flags=re.M)

@@ -10,7 +10,7 @@ from lecun1989.config import apply_overrides, preset
 from lecun1989.engines.reference import ReferenceEngine
 from lecun1989.model import Net1989, init_params
 from lecun1989.train import checkpoint
-from lecun1989.train.loop import RunData, fit, lr_at, pass_data
+from lecun1989.train.loop import RunData, fit, load_run_data, lr_at, pass_data, stall_warnings
 from lecun1989.train.metrics import evaluate_outputs, reject_curve, reject_for_error, targets
 
 
@@ -129,3 +129,34 @@ def test_lr_schedule_and_fixed_order():
     x2, y2 = pass_data(cfg, 4, data.train_images, data.train_labels)
     assert sorted(y1) == sorted(data.train_labels) and not np.array_equal(y1, y2)
     assert x1.min() >= -1 and x1.max() <= 1
+
+
+def test_a_run_that_goes_nowhere_says_why_once(one_thread):
+    """SDLM with SGD's step size (train.lr is SDLM's eps in `paper`) pins every output: the
+    run says so after the pass, once, naming the cause and the preset's value; a good run
+    says nothing."""
+    said = []
+    bad = apply_overrides(preset("paper"), ["data.name=digits", "data.limit_train=1500",
+                                            "data.limit_test=100", "train.passes=2",
+                                            "train.lr=0.01"])
+    fit(bad, load_run_data(bad), progress=False, log=said.append)
+    warnings = [line for line in said if "not learning" in line]
+    assert len(warnings) == 1 and "pinned at +-1.7159" in warnings[0]
+    assert "train.lr=6e-05" in warnings[0] and "SDLM" in warnings[0]
+    said.clear()
+    good = apply_overrides(bad, ["train.lr=6e-5"])
+    fit(good, load_run_data(good), progress=False, log=said.append)
+    assert not [line for line in said if "not learning" in line]
+
+
+def test_stall_warnings_read_the_outputs_and_the_error():
+    cfg = preset("paper-sgd")
+    pinned = np.full((1, 20, 10), -1.7159)
+    records = [{"pass": 1, "step": 100, "train": {"error": 0.9}}]
+    assert "pinned" in stall_warnings(cfg, pinned, records)[0]
+    quiet = np.zeros((1, 20, 10))
+    assert stall_warnings(cfg, quiet, records) == [None]  # too early to tell
+    late = [{"pass": 3, "step": 20_000, "train": {"error": 0.85}}]
+    assert "no better than guessing" in stall_warnings(cfg, quiet, late)[0]
+    assert stall_warnings(cfg, quiet, [{"pass": 3, "step": 20_000,
+                                        "train": {"error": 0.3}}]) == [None]
