@@ -67,9 +67,14 @@ def keep_jsonl(path: Path, keep: int) -> list[dict]:
 
 
 def default_out(preset: str, data: str, seed: int | str, root: str = "runs") -> Path:
-    """runs/<time>-<preset>-<data>-s<seed>: a fresh folder for each run (seed: or "0-4")."""
+    """runs/<time>-<preset>-<data>-s<seed>: a fresh folder for each run (seed: or "0-4"),
+    with -2, -3, ... when one of that name exists (two runs in the same second)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{stamp}-{preset}-{data}-s{seed}"
+    path = Path(root) / f"{stamp}-{preset}-{data}-s{seed}"
+    k = 1
+    while os.path.lexists(path if k == 1 else f"{path}-{k}"):
+        k += 1
+    return path if k == 1 else Path(f"{path}-{k}")
 
 
 def _existing_ancestor(path: Path) -> Path:
