@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lecun1989.stats import aggregate
 from lecun1989.config import apply_overrides, preset
-from lecun1989.train.loop import fit_seeds, load_run_data
+from lecun1989.stats import aggregate
+from lecun1989.train.loop import fit, load_run_data
 
 HERE = Path(__file__).parent
 VALIDATION = 1000  # the last 1000 of the 7291 training digits
@@ -76,8 +76,9 @@ def run_group(name: str, base: str, overrides: list[str], seeds, data_dir: str,
     tag = "val" if validation else "test"
     slug = "".join(c if c.isalnum() else "-" for c in f"{base}-{name}-{tag}")
     t0 = time.perf_counter()
-    summaries = fit_seeds(cfg, cache[key], seeds, HERE.parent / "runs/study" / slug,
-                          overwrite=True, progress=False, log=lambda s: None)
+    runs = fit(cfg, cache[key], HERE.parent / "runs/study" / slug, seeds=list(seeds),
+               overwrite=True, progress=False, log=lambda s: None)
+    summaries = [r.summary for r in runs]
     agg = aggregate(summaries)
     median_seed = int(np.argsort([s["final"]["test"]["error"] for s in summaries])[
         len(summaries) // 2])
@@ -162,12 +163,12 @@ def markdown(stage: str, result: dict) -> str:
 
 def figure(out: Path) -> Path:
     """Test error per pass of each configuration's median seed, beside the paper's 5.0%."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
-    from lecun1989 import paper  # noqa: PLC0415
+    from lecun1989 import paper
 
     groups = json.loads((out / "final.json").read_text())["groups"]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)

@@ -160,7 +160,7 @@ def test_importing_the_command_line_imports_neither_torch_nor_numpy():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.stdout.strip() == "[]", done.stderr
-    import lecun1989  # noqa: PLC0415
+    import lecun1989
 
     assert lecun1989.preset("paper").train.passes == 23  # the lazy names still work
     assert set(lecun1989.__all__) <= set(dir(lecun1989))
@@ -189,7 +189,7 @@ def test_help_explains_every_option_and_its_default(command):
 # --- `lecun1989 config` -------------------------------------------------------------------------
 
 def test_config_lists_every_key_with_its_value_type_allowed_values_and_meaning(capsys):
-    from lecun1989.config import _field_index, apply_overrides, preset  # noqa: PLC0415
+    from lecun1989.config import _field_index, apply_overrides, preset
 
     assert main(["config", "--preset", "notebook", "--set", "lr=0.5", "--json"]) == 0
     rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}

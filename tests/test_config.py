@@ -62,10 +62,10 @@ def test_unknown_preset_and_config_keys():
 
 def test_config_imports_nothing_from_the_rest_of_the_package():
     """config is the bottom layer: lecun1989/model imports it, never the reverse (no cycle)."""
-    import ast  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import ast
+    from pathlib import Path
 
-    import lecun1989.config  # noqa: PLC0415
+    import lecun1989.config
 
     tree = ast.parse(Path(lecun1989.config.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
@@ -75,7 +75,7 @@ def test_config_imports_nothing_from_the_rest_of_the_package():
 
 
 def test_a_flag_and_a_set_that_disagree_are_refused():
-    from lecun1989.config import apply_flags  # noqa: PLC0415
+    from lecun1989.config import apply_flags
 
     def flags(passes=None, seed=None, data=None):
         return {"train.passes": ("--passes", passes), "seed": ("--seed", seed),

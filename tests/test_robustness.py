@@ -407,7 +407,7 @@ CASES = [
 
 
 def _plain_safetensors() -> bytes:
-    from safetensors.numpy import save  # noqa: PLC0415
+    from safetensors.numpy import save
 
     return save({"w": np.zeros(3, dtype=np.float32)})
 

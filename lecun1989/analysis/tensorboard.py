@@ -22,7 +22,7 @@ DIR = "tensorboard"
 def _writer(run_dir: str | os.PathLike, purge_step: int | None = None):
     """A SummaryWriter for RUN_DIR/tensorboard; a one-line UserError when tensorboard is missing."""
     try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+        from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise UserError("--tensorboard needs the tensorboard package; install it with "
                         "`pip install tensorboard` or leave out --tensorboard") from None
@@ -32,7 +32,7 @@ def _writer(run_dir: str | os.PathLike, purge_step: int | None = None):
 def check_available() -> None:
     """Raise the one-line UserError now (before training) if tensorboard is missing."""
     try:
-        import torch.utils.tensorboard  # noqa: F401, PLC0415
+        import torch.utils.tensorboard  # noqa: F401
     except ImportError:
         _writer(".")
 
@@ -80,9 +80,9 @@ class TensorBoardLogger:
 
 def add_pictures(run_dir: str | os.PathLike) -> list[str]:
     """Add the run's pictures (those of `lecun1989 plot`) as images; returns their tags."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
-    from lecun1989.analysis.plots import DPI, load_run, run_figures  # noqa: PLC0415
+    from lecun1989.analysis.plots import DPI, load_run, run_figures
 
     view = load_run(run_dir)
     figs, _ = run_figures(view)

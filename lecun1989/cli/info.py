@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_info(args) -> int:
-    from lecun1989.model import Net1989, count  # noqa: PLC0415
+    from lecun1989.model import Net1989, count
 
     cfg = apply_overrides(preset(args.preset), args.overrides)
     counts = count(Net1989(cfg.model))

@@ -40,10 +40,10 @@ def main(part: str, done: str, dtype: str, image_dtype: str) -> int:
             package = types.ModuleType(name)
             package.__path__ = [str(path)]
             sys.modules[name] = package
-    from numba.core import config  # noqa: PLC0415
-    from numba.core import types as nt  # noqa: PLC0415
+    from numba.core import config
+    from numba.core import types as nt
 
-    from lecun1989.engines import _kernels as k  # noqa: PLC0415
+    from lecun1989.engines import _kernels as k
 
     sig = run_types(k, dtype, image_dtype)
     config.SLP_VECTORIZE = 1  # as fast._slp_vectorizer
@@ -73,8 +73,8 @@ def main(part: str, done: str, dtype: str, image_dtype: str) -> int:
 def run_types(k, dtype: str, image_dtype: str) -> tuple:
     """The numba types of `run`'s arguments as fast.py passes them, for weights of `dtype`
     and images of `image_dtype` (k: the _kernels module)."""
-    import numpy as np  # noqa: PLC0415
-    from numba import typeof  # noqa: PLC0415
+    import numpy as np
+    from numba import typeof
 
     f, flags = np.dtype(dtype).type, k.Options._fields.index("A")  # flags come first
     o = k.Options(*[False] * flags, *[f(0)] * (len(k.Options._fields) - flags))

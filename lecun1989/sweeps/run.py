@@ -55,7 +55,7 @@ def one_thread() -> None:
 
 def set_threads(n: int) -> int:
     """Set torch's (and numba's, if loaded) thread count; return torch's previous one."""
-    import torch  # noqa: PLC0415
+    import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -80,7 +80,7 @@ def _data_key(cfg: RunConfig) -> str:
 
 def _run_data(cfg: RunConfig):
     """load_run_data(cfg), loaded once per worker for each data configuration."""
-    from lecun1989.train.loop import load_run_data  # noqa: PLC0415
+    from lecun1989.train.loop import load_run_data
 
     key = _data_key(cfg)
     if key not in _DATA:
@@ -93,7 +93,7 @@ def _run_data(cfg: RunConfig):
 def run_one(config: dict, out: str, resume: bool = True) -> dict:
     """Train one config into `out` with the public driver (resuming a stopped run there
     unless resume=False); return its training seconds and final test metrics."""
-    from lecun1989.train.loop import fit  # noqa: PLC0415
+    from lecun1989.train.loop import fit
 
     out = files.make_folder(out)
     (out / ERROR).unlink(missing_ok=True)
@@ -174,7 +174,7 @@ def _interrupt(signum, frame):
 
 def _in_pool(todo, workers: int, resume: bool):
     """Run in a pool; on Ctrl-C or SIGTERM each worker stops its run at a checkpoint."""
-    import multiprocessing  # noqa: PLC0415
+    import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     data = {key: _DATA[key] for key in {_data_key(cfg) for cfg, _ in todo}}
@@ -200,7 +200,7 @@ def _in_pool(todo, workers: int, resume: bool):
 
 def _on_submitit(todo, executor, poll_s: float, resume: bool):
     """Submit every run as one job array and yield them as they finish."""
-    from submitit.helpers import as_completed as jobs_completed  # noqa: PLC0415
+    from submitit.helpers import as_completed as jobs_completed
 
     with executor.batch():
         jobs = [executor.submit(run_one_thread, cfg.to_dict(), str(out), resume)
@@ -263,6 +263,6 @@ def _bar(total: int, enabled: bool):
     """A progress bar over runs, or None when not on a terminal or CI is set."""
     if not enabled or os.environ.get("CI") or not sys.stderr.isatty():
         return None
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     return tqdm(total=total, unit="run", desc="sweep", dynamic_ncols=True)

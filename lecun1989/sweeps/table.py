@@ -155,8 +155,8 @@ def markdown(table: dict) -> str:
 
 def plot(table: dict, path: str | Path) -> None:
     """Test error per group: a dot per seed, a bar at the median."""
-    import numpy as np  # noqa: PLC0415
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    import numpy as np
+    from matplotlib.figure import Figure
 
     rows = table["groups"]
     fig = Figure(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 4.0), layout="constrained")
