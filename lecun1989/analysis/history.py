@@ -4,8 +4,8 @@
 
 loss.jsonl     the mean loss of every `train.loss_every` steps, appended once a pass
 params.jsonl   a fixed-size histogram of every parameter tensor every `train.history_every`
-               steps (and at step 0 and the end): about 3 KB a record, 0.5 MB for a 23-pass
-               USPS run (the notebook's full float64 snapshots took ~1.3 GB)
+               steps (and at step 0 and the end): a few KB a record, whatever the run's
+               length (the notebook kept full float64 snapshots: gigabytes)
 snapshots.bin  optional full parameter snapshots every `train.snapshot_every` steps, raw
                little-endian values one record after another (39 KB each in float32);
                snapshots.json says how to read them

@@ -206,7 +206,7 @@ def _compile_elsewhere(dtype: str, image_dtype: str, meanwhile=None) -> bool:
 
 
 def _load_numba_registries() -> None:
-    """What numba does here before it loads `run` from the cache (0.6 s: it imports its
+    """What numba does here before it loads `run` from the cache (it imports its
     typing and lowering registries, and scipy to look for BLAS)."""
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target

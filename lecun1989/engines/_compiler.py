@@ -85,7 +85,7 @@ def run_types(k, dtype: str, image_dtype: str) -> tuple:
 
 
 if __name__ == "__main__":
-    sys.modules["scipy"] = None  # numba imports it (0.2 s) to find BLAS, which `run` never calls
+    sys.modules["scipy"] = None  # numba imports it (slowly) to find BLAS, which `run` never calls
     status = main(*sys.argv[1:5])
     sys.stderr.flush()
-    os._exit(status)  # at once: the interpreter's teardown with numba loaded takes 0.3 s
+    os._exit(status)  # at once: the interpreter's teardown with numba loaded is slow

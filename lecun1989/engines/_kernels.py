@@ -32,8 +32,8 @@ step). The loops around an SLP-vectorised one run over 5 (or 4) taps, u then v: 
 loop of 25, LLVM's loop vectoriser vectorises that loop instead, with strided gathers.
 Dot products sum several outputs at once (`dense_forward`, `h1_backward`; four H2 maps in
 `h2_forward`, four H1 phases in `h1_input_grad`): independent sums, not one chain of
-additions that each wait for the one before (FMA latency: measured, 3.5 -> 1.5 us for
-`h2_forward`), each output's sum still in the order it had alone.
+additions that each wait for the one before (FMA latency; BENCHMARKS.md), each output's
+sum still in the order it had alone.
 
 H1's 64 units are kept in phase order, p = 16 (2 (y%2) + x%2) + 4 (y//2) + x//2: then the
 gradient reaching H1 from H2 is 4 plain 4x4 correlations per map (`h1_input_grad`), no col2im.
@@ -63,8 +63,8 @@ ALIGN = 16  # elements: every region below starts on a 64-byte boundary (`_after
 def _after(start: int, size: int) -> int:
     """The offset after a region of `size` at `start`, rounded up to 16 elements: every
     region starts 64-byte aligned in a 64-byte-aligned `buf` (fast.py), so the vector loads
-    of the SLP-vectorised loops do not straddle cache lines (measured: 16.0 against 13.9
-    us/step float32 with the regions 16 bytes off)."""
+    of the SLP-vectorised loops do not straddle cache lines (regions 16 bytes off were
+    slower: BENCHMARKS.md)."""
     return -(-(start + size) // ALIGN) * ALIGN
 
 
@@ -121,8 +121,8 @@ Options = namedtuple("Options", "unit_bias squash_out relu ce dropout step_in_ba
 
 
 # --- tanh without libm --------------------------------------------------------------------
-# pip's llvmlite has no SVML: np.tanh is a scalar libm call (12-20 us a step). `vtanh` is
-# plain arithmetic that vectorises: clamp (tanh is +-1 to the last bit beyond the clamp),
+# pip's llvmlite has no SVML: np.tanh is a scalar libm call (a large share of a step:
+# BENCHMARKS.md). `vtanh` is plain arithmetic that vectorises: clamp (tanh is +-1 to the last bit beyond the clamp),
 # divide by 2^n, Taylor series of sinh r and cosh r - 1, n doublings
 # (sinh 2r = 2 sinh r cosh r, cosh 2r - 1 = 2(cosh r - 1) + (cosh r - 1)^2 + sinh^2 r), then
 # sinh / cosh. The doublings damp earlier rounding errors (tests: within 5 ulp of np.tanh).
