@@ -168,7 +168,8 @@ def test_importing_the_command_line_imports_neither_torch_nor_numpy():
 
 # --- --help: every option explained, with its default ------------------------------------------
 
-@pytest.mark.parametrize("command", [None, "info", "evaluate", "config"])
+@pytest.mark.parametrize("command", [None, "reproduce", "train", "info", "evaluate", "config",
+                                     "sweep", "plot", "report", "predict", "demo"])
 def test_help_explains_every_option_and_its_default(command):
     parser = build_parser()
     if command:

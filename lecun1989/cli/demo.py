@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lecun1989.cli.main import help_formatter
+
 
 def add_parsers(sub) -> None:
     """Register `demo`."""
@@ -13,7 +15,8 @@ def add_parsers(sub) -> None:
         description="Write one self-contained HTML page holding the run's weights after every "
                     "pass: draw a digit (mouse or finger) and watch H1, H2, H3 and the outputs "
                     "respond, slide through the passes, step through the test digits it got "
-                    "wrong. No network needed: open it from a file or put it on any web server.")
+                    "wrong. No network needed: open it from a file or put it on any web server.",
+        formatter_class=help_formatter())
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (from `lecun1989 train`)")
     p.add_argument("--seed", type=int, default=None,
                    help="in a folder of several seeds, the seed whose network the page holds "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lecun1989.cli.main import help_formatter
+
 
 def add_digit_arguments(p) -> None:
     """--digit CLASS / --index N: which test digit the feature maps and `learning` show."""
@@ -15,7 +17,8 @@ def add_digit_arguments(p) -> None:
 def add_parsers(sub) -> None:
     """Register `plot`."""
     p = sub.add_parser("plot", help="draw a run's pictures (PNG, and the kernels pass by pass "
-                                    "as a GIF) into RUN_DIR/plots")
+                                    "as a GIF) into RUN_DIR/plots",
+        formatter_class=help_formatter())
     p.add_argument("run_dir", help="a run folder written by `lecun1989 train`; a folder of "
                                    "several seeds: every seed's pictures in its own folder, "
                                    "and their curves overlaid in RUN_DIR/plots")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from lecun1989.cli.main import help_formatter
 from lecun1989.errors import UserError
 
 HOW = ("Each picture is prepared as NC89 §2 prepared its digits, robust to real paper: "
@@ -17,7 +18,8 @@ HOW = ("Each picture is prepared as NC89 §2 prepared its digits, robust to real
 def add_parsers(sub) -> None:
     """Register `predict`."""
     p = sub.add_parser("predict", help="classify PNG/JPEG pictures of handwritten digits",
-                       description=HOW)
+                       description=HOW,
+        formatter_class=help_formatter())
     p.add_argument("checkpoint", help="a run folder or its model.safetensors; a folder of "
                                       "several seeds: every seed's verdict and their vote")
     p.add_argument("--seed", type=int, default=None,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from lecun1989.cli.main import help_formatter
 from lecun1989.cli.plot import add_digit_arguments
 
 
 def add_parsers(sub) -> None:
     """Register `report`."""
     p = sub.add_parser("report", help="write report.md and report.html for one or more runs "
-                                      "(several: the spread over them, e.g. seeds)")
+                                      "(several: the spread over them, e.g. seeds)",
+        formatter_class=help_formatter())
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders")
     p.add_argument("--out", default=None,
                    help="folder for the report (default: the run folder; for several runs, "

@@ -122,8 +122,8 @@ Options = namedtuple("Options", "unit_bias squash_out relu ce dropout step_in_ba
 
 # --- tanh without libm --------------------------------------------------------------------
 # pip's llvmlite has no SVML: np.tanh is a scalar libm call (a large share of a step:
-# BENCHMARKS.md). `vtanh` is plain arithmetic that vectorises: clamp (tanh is +-1 to the last bit beyond the clamp),
-# divide by 2^n, Taylor series of sinh r and cosh r - 1, n doublings
+# BENCHMARKS.md). `vtanh` is plain arithmetic that vectorises: clamp (tanh is +-1 to the
+# last bit beyond the clamp), divide by 2^n, Taylor series of sinh r and cosh r - 1, n doublings
 # (sinh 2r = 2 sinh r cosh r, cosh 2r - 1 = 2(cosh r - 1) + (cosh r - 1)^2 + sinh^2 r), then
 # sinh / cosh. The doublings damp earlier rounding errors (tests: within 5 ulp of np.tanh).
 
