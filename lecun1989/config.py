@@ -101,6 +101,8 @@ class RunConfig:
     preset: str = _f("paper", "the preset the run started from (informative)")
     seed: int = _f(0, "fixes the initial weights (and any shuffling or augmentation)")
     engine: str = _f("auto", "'auto', 'reference' or 'fast'")
+    device: str = _f("auto", "where the reference engine computes: 'auto' (CUDA when torch "
+                     "sees a GPU, as the original notebook's get_device()), 'cpu' or 'cuda'")
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -376,6 +378,7 @@ _CHOICES = {
     ("train", "optimizer"): ("sgd", "sdlm", "adamw"),
     ("train", "loss"): ("mse", "cross_entropy"),
     (None, "engine"): ("auto", "reference", "fast"),
+    (None, "device"): ("auto", "cpu", "cuda"),
 }
 
 _POSITIVE = {("train", "passes"), ("train", "lr"), ("train", "target"), ("train", "loss_every"),

@@ -160,3 +160,34 @@ def test_stall_warnings_read_the_outputs_and_the_error():
     assert "no better than guessing" in stall_warnings(cfg, quiet, late)[0]
     assert stall_warnings(cfg, quiet, [{"pass": 3, "step": 20_000,
                                         "train": {"error": 0.3}}]) == [None]
+
+
+def test_device_cuda_is_refused_in_one_line_without_a_gpu(monkeypatch):
+    from lecun1989.engines import choose_engine, device_of
+    from lecun1989.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = apply_overrides(preset("paper"), ["engine=reference", "device=cuda"])
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        choose_engine(cfg)
+    auto = apply_overrides(preset("paper"), ["engine=reference", "device=auto"])
+    assert choose_engine(auto)[0] == "reference" and device_of("reference", auto) == "cpu"
+    with pytest.raises(ConfigError, match="no engine can train"):  # auto: fast is CPU code
+        choose_engine(apply_overrides(preset("paper"), ["device=cuda"]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_reference_engine_on_cuda_equals_the_cpu():
+    """The notebook's get_device(): on a GPU the reference trains there, with the same numbers
+    up to float64 rounding."""
+    data = _digits()
+    runs = {}
+    for device in ("cpu", "cuda"):
+        cfg = apply_overrides(preset("paper"), ["engine=reference", f"device={device}",
+                                                "model.dtype=float64", "train.sdlm_samples=20"])
+        engine = ReferenceEngine([cfg], [init_params(cfg.model, 0)])
+        engine.begin_pass(0, data.train_images, data.train_labels)
+        engine.train_steps(data.train_images, data.train_labels, 0, 50, np.array([1e-4]))
+        runs[device] = engine.params()[0]
+    for name, value in runs["cpu"].items():
+        np.testing.assert_allclose(runs["cuda"][name], value, rtol=1e-9, atol=1e-12)

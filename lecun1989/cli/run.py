@@ -35,6 +35,10 @@ def add_run_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> N
     p.add_argument("--engine", default=None, choices=("auto", "reference", "fast"),
                    help="auto: the fastest engine that supports the configuration, and it says "
                         "why; reference: PyTorch, every option; fast: compiled (default: auto)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                   help="where the reference engine computes: auto is CUDA when torch sees a "
+                        "GPU, as the original notebook's get_device(); the fast engine is CPU "
+                        "code (default: auto)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.lr=0.01 --set table=full "
                         "(`lecun1989 config` lists every key)")
@@ -74,7 +78,7 @@ def add_resume_arg(p: argparse.ArgumentParser) -> None:
 
 # flag -> the config key it sets (a flag and a --set of that key may not disagree)
 FLAG_KEYS = {"data": "data.name", "data_dir": "data.data_dir", "passes": "train.passes",
-             "seed": "seed", "engine": "engine"}
+             "seed": "seed", "engine": "engine", "device": "device"}
 
 
 def config_from_args(args):
@@ -96,7 +100,8 @@ def _resume_config(args):
 
     flags = {"--preset": args.preset != "paper", "--set": args.overrides, "--data": args.data,
              "--passes": args.passes is not None, "--seed": args.seed is not None,
-             "--seeds": args.seeds is not None, "--engine": args.engine, "--out": args.out,
+             "--seeds": args.seeds is not None, "--engine": args.engine,
+             "--device": args.device, "--out": args.out,
              "--overwrite": args.overwrite}
     given = [flag for flag, value in flags.items() if value]
     if given:

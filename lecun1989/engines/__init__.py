@@ -54,6 +54,15 @@ def choose_engine(cfgs: RunConfig | list[RunConfig]) -> tuple[str, str]:
     raise ConfigError(f"no engine can train this configuration: {'; '.join(reasons)}")
 
 
+def device_of(name: str, cfg: RunConfig) -> str:
+    """Where engine `name` computes for cfg: 'cpu', or 'cuda' (the reference, on a GPU)."""
+    if name == "reference":
+        from lecun1989.engines.reference import resolve_device
+
+        return resolve_device(cfg)
+    return "cpu"
+
+
 def make_engine(name: str, cfgs: list[RunConfig], params: list[dict[str, np.ndarray]]) -> Engine:
     """Engine `name` training the models `cfgs` from `params` (one parameter set each)."""
     reason = why_not(name, cfgs)
@@ -63,4 +72,5 @@ def make_engine(name: str, cfgs: list[RunConfig], params: list[dict[str, np.ndar
     return getattr(import_module(module), cls)(cfgs, params)
 
 
-__all__ = ["ENGINES", "Engine", "ModelView", "choose_engine", "make_engine", "why_not"]
+__all__ = ["ENGINES", "Engine", "ModelView", "choose_engine", "device_of", "make_engine",
+           "why_not"]

@@ -36,6 +36,7 @@ NAME = "fast"
 # What the kernels compute (an allow-list: a new config value is refused until added here).
 SUPPORTS = {**dict.fromkeys(_EVERY_FIELD, ANY),
             "engine": ANY,  # (which engine was asked for is the caller's business)
+            "device": ("auto", "cpu"),  # compiled for the CPU (auto: the fastest engine)
             "model.input_size": (16,),  # the kernels' layout is fixed at 16x16
             "model.conv": ("native", "unfold"),  # the same arithmetic: unfold only in PyTorch
             "model.bias": ("unit", "map"),

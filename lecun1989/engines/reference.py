@@ -21,7 +21,7 @@ from lecun1989.optim import make_optimizer
 
 NAME = "reference"
 SUPPORTS = {key: ANY for key in (  # every field: the reference computes every option
-    "preset", "seed", "engine",
+    "preset", "seed", "engine", "device",
     *(f"model.{n}" for n in ("input_size", "conv", "bias", "table", "pad_value", "activation",
                              "tanh_scale", "tanh_slope", "output_activation", "init",
                              "bias_init", "output_bias_init", "dropout", "dtype")),
@@ -35,7 +35,15 @@ SUPPORTS = {key: ANY for key in (  # every field: the reference computes every o
 # may differ between them.
 PER_MODEL = frozenset(k for k in SUPPORTS if not k.startswith("data.") and k not in (
     "train.passes", "train.shuffle", "train.augment_shift", "train.loss_every", "engine"))
-RULES: list = []
+RULES = [(lambda c: c.device == "cuda" and not torch.cuda.is_available(),
+          "device=cuda: torch sees no CUDA GPU here (use --device cpu, or auto)")]
+
+
+def resolve_device(cfg: RunConfig) -> str:
+    """'cuda' or 'cpu': auto is CUDA when torch sees a GPU (the notebook's get_device())."""
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
 
 
 def sample_loss(out: torch.Tensor, label: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
@@ -70,6 +78,7 @@ class ReferenceEngine:
         for cfg, p in zip(self.cfgs, params, strict=True):
             model = Net1989(cfg.model)
             model.load_numpy_params(p)
+            model.to(resolve_device(cfg))
             self.models.append(model)
             self.optimizers.append(make_optimizer(cfg.train, model))
 

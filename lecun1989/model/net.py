@@ -105,7 +105,7 @@ class Net1989(nn.Module):
         masks train/loop.dropout_keep draws for every engine alike, or F.dropout without it.
         """
         cfg, pad = self.cfg, (PAD,) * 4
-        x = x.to(self.h1_w.dtype)
+        x = x.to(self.h1_w.device, self.h1_w.dtype)
         h1 = self.act(self._conv(F.pad(x, pad, value=cfg.pad_value), self.h1_w, stride=STRIDE)
                       + self.h1_b)
         # H2: gather each H2 map's k H1 inputs, then one grouped convolution (groups = 12)
@@ -113,7 +113,8 @@ class Net1989(nn.Module):
         h2 = self.act(self._conv(x2, self.h2_w, stride=STRIDE, groups=MAPS) + self.h2_b)
         flat = h2.flatten(1)
         if cfg.dropout and self.training:
-            flat = flat * keep.to(flat.dtype) if keep is not None else F.dropout(flat, cfg.dropout)
+            flat = flat * keep.to(flat.device, flat.dtype) if keep is not None else \
+                F.dropout(flat, cfg.dropout)
         h3 = self.act(flat @ self.h3_w.T + self.h3_b)
         out = h3 @ self.out_w.T + self.out_b
         if cfg.output_activation:
@@ -136,7 +137,7 @@ class Net1989(nn.Module):
             self.train(was_training)
         if not outs:
             return np.zeros((0, CLASSES))
-        return torch.cat(outs).double().numpy()
+        return torch.cat(outs).double().cpu().numpy()
 
     def numpy_params(self) -> dict[str, np.ndarray]:
         """A copy of the parameters as numpy arrays (the engines' exchange format)."""

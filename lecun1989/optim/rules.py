@@ -58,7 +58,8 @@ class AdamW:
         for i, p in enumerate(params):
             keys = [k for k in state if k.startswith(f"{i}.")]
             if keys:
-                self.opt.state[p] = {k.split(".", 1)[1]: state[k].clone() for k in keys}
+                self.opt.state[p] = {k.split(".", 1)[1]: state[k].clone().to(p.device)
+                                     for k in keys}
 
 
 def make_optimizer(cfg: TrainConfig, model) -> SGD | AdamW:

@@ -170,7 +170,7 @@ def gauss_newton_diagonal(model, images: Tensor, cfg: TrainConfig) -> dict[str, 
 
 def average_curvature(model, images, cfg: TrainConfig, batch: int = 500) -> dict[str, Tensor]:
     """The mean of `gauss_newton_diagonal` over all `images` (numpy or torch), in batches."""
-    images = torch.as_tensor(images)
+    images = torch.as_tensor(images).to(model.h1_w.device)
     total = None
     for start in range(0, len(images), batch):
         part = gauss_newton_diagonal(model, images[start:start + batch], cfg)
@@ -183,6 +183,7 @@ class SDLM:
 
     def __init__(self, cfg: TrainConfig, model):
         self.cfg, self.mu, self.dtype = cfg, cfg.sdlm_mu, model.h1_w.dtype
+        self.device = model.h1_w.device
         self.h: dict[str, Tensor] | None = None  # averaged d2E/dw^2, by parameter name
         self._inv: list[Tensor] = []  # 1 / (mu + h), in PARAM_NAMES order
 
@@ -211,7 +212,7 @@ class SDLM:
         if missing:
             raise CheckpointError(f"SDLM state lacks h for {missing}; resume from a checkpoint "
                                   "written with optimizer=sdlm")
-        self._set({n: state[n].to(self.dtype).clone() for n in PARAM_NAMES})
+        self._set({n: state[n].to(self.device, self.dtype).clone() for n in PARAM_NAMES})
 
     def _set(self, h: dict[str, Tensor]) -> None:
         self.h = h

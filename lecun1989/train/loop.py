@@ -32,7 +32,7 @@ import numpy as np
 from lecun1989 import data as datasets
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.data.base import DigitData, library_versions
-from lecun1989.engines import ModelView, choose_engine, make_engine
+from lecun1989.engines import ModelView, choose_engine, device_of, make_engine
 from lecun1989.errors import CheckpointError, ConfigError, UserError
 from lecun1989.model.net import conv_out, init_params
 from lecun1989.model.tables import MAPS
@@ -378,6 +378,7 @@ def seeds_summary(summaries: list[dict]) -> dict:
 def _config_record(m: _Model, why: str, data: RunData) -> dict:
     """config.json: the complete config, the engine and why, versions, the data manifest."""
     return {**m.cfg.to_dict(), "engine_resolved": m.state.engine, "engine_reason": why,
+            "device_resolved": device_of(m.state.engine, m.cfg),
             "versions": versions(), "data_manifest": data.manifest}
 
 
