@@ -39,7 +39,7 @@ DIGIT = {"cmap": "gray_r", "vmin": -1, "vmax": 1}  # background -1 white, ink +1
 UNITS_CMAP = "gray_r"
 LAYERS = {"h1": "H1 (12 maps 8x8, 5x5 kernels)", "h2": "H2 (12 maps 4x4, 5x5 kernels)",
           "h3": "H3 (30 units)", "out": "output (10 units)"}
-EXTRA_KEYS = ("engine_resolved", "engine_reason", "versions", "data_manifest")
+EXTRA_KEYS = ("engine_resolved", "engine_reason", "device_resolved", "versions", "data_manifest")
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -22,6 +22,7 @@ from lecun1989 import files, paper
 from lecun1989.analysis import plots, timeline
 from lecun1989.config import GUESSES, preset
 from lecun1989.errors import UserError
+from lecun1989.train.metrics import METRIC_FORMATS, format_metric
 from lecun1989.train.runs import run_folders
 
 CAPTIONS = {
@@ -45,15 +46,15 @@ CAPTIONS = {
     "overlay": "Every run's loss and error per pass, overlaid.",
 }
 # (label, split, metric, format): the rows of the paper-versus-run table (NC89 §5)
-RESULT_ROWS = (
-    ("train error", "train", "error", "{:.2%}"),
-    ("train misses", "train", "misses", "{:,.0f}"),
-    ("train MSE", "train", "mse", "{:.2e}"),
-    ("test error", "test", "error", "{:.2%}"),
-    ("test misses", "test", "misses", "{:,.0f}"),
-    ("test MSE", "test", "mse", "{:.2e}"),
-    ("test reject for 1% error", "test", "reject_for_1pct", "{:.1%}"),
-)
+RESULT_ROWS = tuple((label, split, metric, METRIC_FORMATS[metric]) for label, split, metric in (
+    ("train error", "train", "error"),
+    ("train misses", "train", "misses"),
+    ("train MSE", "train", "mse"),
+    ("test error", "test", "error"),
+    ("test misses", "test", "misses"),
+    ("test MSE", "test", "mse"),
+    ("test reject for 1% error", "test", "reject_for_1pct"),
+))
 
 RESULTS_MD = Path(lecun1989.__file__).resolve().parents[1] / "RESULTS.md"
 SEEDS_SECTION = "the-headline-5-seeds-per-configuration-beside-the-paper"
@@ -182,11 +183,11 @@ def _results_blocks(views: list[plots.RunView]) -> list:
                      _fmt(fmt, statistics.median(values)), _fmt(fmt, min(values)),
                      _fmt(fmt, max(values))])
     runs = [[v.dir.name, str(v.cfg.seed), v.summary.get("engine", "?"),
-             _fmt("{:.2%}", _result_value(v.summary, "train", "error")),
-             _fmt("{:.2%}", _result_value(v.summary, "test", "error")),
-             _fmt("{:.2e}", _result_value(v.summary, "test", "mse")),
-             _fmt("{:.1%}", _result_value(v.summary, "test", "reject_for_1pct")),
-             _fmt("{:.1f}", v.summary.get("seconds"))] for v in finished]
+             format_metric("error", _result_value(v.summary, "train", "error")),
+             format_metric("error", _result_value(v.summary, "test", "error")),
+             format_metric("mse", _result_value(v.summary, "test", "mse")),
+             format_metric("reject_for_1pct", _result_value(v.summary, "test", "reject_for_1pct")),
+             format_metric("seconds", v.summary.get("seconds"))] for v in finished]
     blocks += [("p", f"Spread over {len(finished)} finished runs (sd: sample standard "
                      "deviation)."),
                ("table", ["", "paper (NC89)", "mean", "sd", "median", "min", "max"], rows),
@@ -239,7 +240,8 @@ def _verdict(views: list[plots.RunView], out: Path) -> list:
 
 def _timing_blocks(view: plots.RunView) -> list:
     config, metrics = view.config, view.metrics
-    rows = [["engine", f"{config.get('engine_resolved', '?')} ({config.get('engine_reason', '')})"]]
+    rows = [["engine", f"{config.get('engine_resolved', '?')} ({config.get('engine_reason', '')})"],
+            ["device", str(config.get('device_resolved', 'cpu'))]]
     if metrics:
         seconds, steps = metrics[-1]["seconds"], metrics[-1]["step"]
         rows += [["passes finished", str(len(metrics))],

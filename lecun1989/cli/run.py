@@ -11,6 +11,7 @@ from lecun1989 import paper
 from lecun1989.cli.main import help_formatter
 from lecun1989.config import PRESETS, apply_flags, preset
 from lecun1989.errors import UserError
+from lecun1989.train.metrics import format_metric
 
 SEEDS_HELP = ("several models, one per seed, trained side by side into RUN_DIR/seed-<s>/: "
               "0-4 (five seeds), 0,3,7 (three), 5 (seed 5 alone; a bare number is one seed in "
@@ -182,33 +183,32 @@ def cmd_train(args, compare: bool) -> int:
     return 0
 
 
-def _pct(x) -> str:
-    return f"{x:.2%}"
-
-
-def _cell(summary: dict, split: str, key: str, fmt) -> str:
+def _cell(summary: dict, split: str, key: str) -> str:
     """One run's value, or the median [min, max] over seeds when several ran."""
     if "aggregate" in summary:
         a = summary["aggregate"][split][key]
-        return f"{fmt(a['median'])} [{fmt(a['min'])}, {fmt(a['max'])}]"
-    value = fmt(summary["final"][split][key])
+        return (f"{format_metric(key, a['median'])} [{format_metric(key, a['min'])}, "
+                f"{format_metric(key, a['max'])}]")
+    value = format_metric(key, summary["final"][split][key])
     if key == "error":
         value += f" ({summary['final'][split]['misses']})"
     return value
 
 
+# (label, split, metric): the rows of the paper-versus-run table (NC89 §5)
+COMPARED = (("train error", "train", "error"), ("train MSE", "train", "mse"),
+            ("test error", "test", "error"), ("test MSE", "test", "mse"),
+            ("reject for 1% test error", "test", "reject_for_1pct"))
+
+
 def comparison_table(summary: dict) -> str:
     """The paper's results (NC89 §5) beside this run's (or the median and range of seeds)."""
-    ref = paper.RESULTS
-    mse = "{:.2e}".format
-    rows = [("train error", _pct(ref["train"]["error"]) + f" ({ref['train']['misses']})",
-             _cell(summary, "train", "error", _pct)),
-            ("train MSE", f"{ref['train']['mse']:.1e}", _cell(summary, "train", "mse", mse)),
-            ("test error", _pct(ref["test"]["error"]) + f" ({ref['test']['misses']})",
-             _cell(summary, "test", "error", _pct)),
-            ("test MSE", f"{ref['test']['mse']:.1e}", _cell(summary, "test", "mse", mse)),
-            ("reject for 1% test error", _pct(ref["test"]["reject_for_1pct"]),
-             _cell(summary, "test", "reject_for_1pct", _pct))]
+    rows = []
+    for label, split, key in COMPARED:
+        ours = paper.RESULTS[split]
+        theirs = format_metric(key, ours[key]) + (f" ({ours['misses']})" if key == "error"
+                                                   else "")
+        rows.append((label, theirs, _cell(summary, split, key)))
     name = summary["data"]["name"]
     head = (f"median [min, max] of {len(summary['seeds'])} seeds ({name})"
             if "aggregate" in summary else f"this run ({name})")

@@ -15,6 +15,7 @@ from lecun1989.errors import UserError
 from lecun1989.stats import STATS, aggregate, describe
 from lecun1989.sweeps.run import ERROR
 from lecun1989.train import rundir
+from lecun1989.train.metrics import format_metric
 
 TABLE_MD, TABLE_JSON, PLOT = "table.md", "table.json", "test_error.png"
 # (split, metric) rows of the table; split None: a top-level summary key
@@ -106,13 +107,7 @@ def _stat(stats: dict, split: str | None, metric: str) -> dict:
 
 
 def _fmt(metric: str, value) -> str:
-    if value is None:
-        return "–"
-    if metric in ("error", "reject_for_1pct"):
-        return f"{value:.2%}"
-    if metric.startswith("mse"):
-        return f"{value:.3e}"
-    return f"{value:.1f}" if metric == "seconds" or value != int(value) else f"{int(value)}"
+    return format_metric(metric, value)
 
 
 def _seeds(seeds: list[int]) -> str:

@@ -40,6 +40,7 @@ from lecun1989.stats import aggregate
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
 from lecun1989.train.metrics import MSE_CONVENTION, evaluate_outputs
+from lecun1989.train.metrics import format_metric as fmt
 from lecun1989.train.runs import SEEDS
 
 LIBRARIES = ("lecun1989", "torch", "numpy", "numba", "llvmlite", "scikit-learn", "mlxtend",
@@ -669,13 +670,15 @@ def _pass_line(records: list[dict], passes: int, seeds: list[int] | None) -> str
     m = records[0]
     if seeds is None:
         tr, te = m["train"], m["test"]
-        return (f"pass {m['pass']:2d}/{passes}  train mse {tr['mse']:.2e} err "
-                f"{tr['error']:6.2%} ({tr['misses']:4d})  test mse {te['mse']:.2e} err "
-                f"{te['error']:6.2%} ({te['misses']:4d})  {m['seconds']:7.1f}s")
+        return (f"pass {m['pass']:2d}/{passes}  train mse {fmt('mse', tr['mse'])} err "
+                f"{fmt('error', tr['error']):>6s} ({tr['misses']:4d})  test mse "
+                f"{fmt('mse', te['mse'])} err {fmt('error', te['error']):>6s} "
+                f"({te['misses']:4d})  {m['seconds']:7.1f}s")
 
     def spread(split: str) -> str:
         v = np.array([r[split]["error"] for r in records])
-        return f"{np.median(v):6.2%} [{v.min():.2%}, {v.max():.2%}]"
+        return (f"{fmt('error', float(np.median(v))):>6s} [{fmt('error', v.min())}, "
+                f"{fmt('error', v.max())}]")
 
     return (f"pass {m['pass']:2d}/{passes}  {len(seeds)} seeds, error median [min, max]: "
             f"train {spread('train')}  test {spread('test')}  {m['seconds']:7.1f}s")

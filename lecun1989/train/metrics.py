@@ -8,6 +8,19 @@ MSE_CONVENTION = ("mse: mean over the 10 outputs and all patterns of (output - t
                   "targets +1/-1; mse_half: the same times 1/2")
 
 
+# How each metric is written, wherever it is shown: the terminal, the report, the sweep table.
+METRIC_FORMATS = {"error": "{:.2%}", "reject_for_1pct": "{:.1%}", "misses": "{:,.0f}",
+                  "mse": "{:.2e}", "mse_half": "{:.2e}", "reject_threshold_1pct": "{:.3f}",
+                  "n": "{:,.0f}", "seconds": "{:.1f}"}
+
+
+def format_metric(name: str, value) -> str:
+    """A metric's value as every table shows it ("n/a" when missing)."""
+    if value is None:
+        return "n/a"
+    return METRIC_FORMATS.get(name, "{:g}").format(value)
+
+
 def targets(labels: np.ndarray, value: float = 1.0, classes: int = 10) -> np.ndarray:
     """Target vectors: +value at the label, -value elsewhere (NC89: the quasi-linear range)."""
     t = np.full((len(labels), classes), -value)
