@@ -480,16 +480,10 @@ def load_run(run_dir: str | os.PathLike, with_data: bool = True) -> RunView:
 
 
 def forward_layers(model_cfg, params: dict, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's output (`Net1989.layers`) for images (N, 1, S, S) under `params`."""
-    import torch
+    """Every layer's output for images (N, 1, S, S) under `params` (model.net.layers)."""
+    from lecun1989.model.net import layers
 
-    from lecun1989.model.net import Net1989
-
-    net = Net1989(model_cfg)
-    net.load_numpy_params({k: np.asarray(v) for k, v in params.items()})
-    net.eval()
-    with torch.no_grad():
-        return {k: v.double().numpy() for k, v in net.layers(torch.from_numpy(images)).items()}
+    return layers(model_cfg, params, images)
 
 
 def network_layers(view: RunView, index: int) -> dict[str, np.ndarray]:

@@ -74,16 +74,10 @@ def reject_threshold(checkpoint_path: str | os.PathLike, cfg) -> tuple[float | N
 
 
 def network_layers(cfg, params: dict[str, np.ndarray], images: np.ndarray) -> dict:
-    """Every layer's output (`Net1989.layers`) for images (N, 1, S, S), in float64."""
-    import torch
+    """Every layer's output for images (N, 1, S, S) under a run's config (model.net.layers)."""
+    from lecun1989.model.net import layers
 
-    from lecun1989.model.net import Net1989
-
-    net = Net1989(cfg.model)
-    net.load_numpy_params(params)
-    net.eval()
-    with torch.no_grad():
-        return {k: v.double().numpy() for k, v in net.layers(torch.from_numpy(images)).items()}
+    return layers(cfg.model, params, images)
 
 
 def predict_each(checkpoint_path: str | os.PathLike, paths: list) -> list:

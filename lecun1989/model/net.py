@@ -159,6 +159,18 @@ def predict(cfg: ModelConfig, params: dict[str, np.ndarray], images: np.ndarray)
     return net.predict_numpy(images)
 
 
+def layers(cfg: ModelConfig, params: dict[str, np.ndarray], images: np.ndarray
+           ) -> dict[str, np.ndarray]:
+    """Every layer's output (`Net1989.layers`: h1, h2, h3, out), float64, for images
+    (N, 1, S, S) under these parameters, in evaluation mode."""
+    net = Net1989(cfg)
+    net.load_numpy_params({k: np.asarray(v) for k, v in params.items()})
+    net.eval()
+    with torch.no_grad():
+        return {k: v.double().cpu().numpy()
+                for k, v in net.layers(torch.from_numpy(np.ascontiguousarray(images))).items()}
+
+
 def count(model: Net1989) -> dict[str, int]:
     """Units, connections, free parameters and multiply-accumulates of one forward pass.
 
