@@ -17,7 +17,6 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import lecun1989
 from lecun1989 import files, paper
 from lecun1989.analysis import plots, timeline
 from lecun1989.config import GUESSES, preset
@@ -56,7 +55,7 @@ RESULT_ROWS = tuple((label, split, metric, METRIC_FORMATS[metric]) for label, sp
     ("test reject for 1% error", "test", "reject_for_1pct"),
 ))
 
-RESULTS_MD = Path(lecun1989.__file__).resolve().parents[1] / "RESULTS.md"
+RESULTS_MD = Path(__file__).resolve().parents[2] / "RESULTS.md"  # beside the package
 SEEDS_SECTION = "the-headline-5-seeds-per-configuration-beside-the-paper"
 
 
