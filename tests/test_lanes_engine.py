@@ -15,8 +15,8 @@ from lecun1989.model import PARAM_NAMES, init_params
 from lecun1989.train.loop import dropout_keep
 
 # max |lanes - reference| / max |reference|, per tensor, after STEPS steps. float64: the two
-# differ in rounding only (measured <= 3e-15). float32: rounding differences (6e-8 a step)
-# grow through the steps, each update feeding the next; measured up to 4e-6 after 200 steps
+# differ in rounding only (measured <= 3e-14). float32: rounding differences (6e-8 a step)
+# grow through the steps, each update feeding the next; measured up to 2.5e-6 after 200 steps
 # (the fast engine: 1e-5 after 100), so 2e-5; AdamW (ReLU excepted, see CASES) alike.
 TOL = {"float64": 1e-10, "float32": 2e-5}
 STEPS = 200
@@ -230,5 +230,5 @@ def test_the_lanes_tanh_against_numpy(dtype):
     tanh_array(x, out)
     exact = np.tanh(x.astype(np.float64))
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
-    assert np.max(np.abs(out - exact) / ulp) <= 5
+    assert np.max(np.abs(out - exact) / ulp) <= {"float64": 5, "float32": 7}[dtype]
     assert np.array_equal(np.sign(out), np.sign(x)) and np.all(np.abs(out) <= 1)

@@ -258,11 +258,11 @@ class LanesEngine:
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
         k, n = self.k, stop - start
         lr = np.broadcast_to(np.asarray(lr, np.float64), (self.n_models,))
-        if self.options.dropout:
-            if keep is None or np.shape(keep) != (self.n_models, len(labels), k.MAPS * k.N2):
-                raise ConfigError("model.dropout needs each model's keep-masks for the pass: "
-                                  "train_steps(..., keep=np.stack([dropout_keep(cfg, pass, "
-                                  "len(labels)) for cfg in cfgs]))")
+        wanted = (self.n_models, len(labels), k.MAPS * k.N2)
+        if self.options.dropout and (keep is None or np.shape(keep) != wanted):
+            raise ConfigError("model.dropout needs each model's keep-masks for the pass: "
+                              "train_steps(..., keep=np.stack([dropout_keep(cfg, pass, "
+                              "len(labels)) for cfg in cfgs]))")
         jobs, losses = [], np.zeros((len(self.bufs), n, k.LANES))
         for b, buf in enumerate(self.bufs):
             models = range(b * k.LANES, min((b + 1) * k.LANES, self.n_models))
