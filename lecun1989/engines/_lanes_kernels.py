@@ -125,7 +125,8 @@ def wide(typingctx):
     256; llvmlite knows no such attribute, hence set.add)."""
 
     def codegen(context, builder, sig, args):
-        for attr in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"'):
+        for attr in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"',
+                     "noinline"):
             set.add(builder.function.attributes, attr)
         return context.get_dummy_value()
 
@@ -398,10 +399,11 @@ def output_backward(buf, label, o):
         act_backward(buf, D4, T4, OUT, o)
 
 
-@njit(inline="always", **JIT)
+@njit(**PART)
 def act_backward(buf, d, t, n, o):
     """Through h = A tanh(S a) (or ReLU): dE/da = dE/dh f'(a), in place, f'(a) = A S (1 -
     t^2) from t = tanh(S a), or ReLU's 1 where t > 0, else 0; o.curvature: times f'(a)^2."""
+    wide()
     one, zero, AS = type(o.A)(1), type(o.A)(0), o.A * o.S
     tmp = local_array(buf, 16)
     for i in range(n):
@@ -421,10 +423,11 @@ def act_backward(buf, d, t, n, o):
             buf[at(d + i) + l] = tmp[l]
 
 
-@njit(inline="always", **JIT)
+@njit(**PART)
 def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
     """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d (`put`);
     each weight read for dx before its step."""
+    wide()
     g = local_array(buf, 16)
     for i in range(n_in):
         acc = local_array(buf, 16)
