@@ -154,11 +154,10 @@ class _CompiledElsewhere(Exception):
 def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
     """Compile `run` for these dtypes in a helper process (_HELPER); False if it failed.
 
-    Why: the process that compiled the kernels runs them 2.5x slower than any process that
-    loads them from numba's cache (measured: 13 against 5 us per model-step, float32, the
-    same machine code; the compiling process's own copies of the callees are the likely
-    cause, as fast.py found for its kernels). Compiled elsewhere, every process runs the
-    cached code."""
+    Why: the process that compiled the kernels runs them several times slower than any
+    process that loads them from numba's cache (BENCHMARKS.md, the lanes engine; the
+    compiling process's own copies of the callees are the likely cause, as fast.py found
+    for its kernels). Compiled elsewhere, every process runs the cached code."""
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
@@ -251,7 +250,7 @@ class LanesEngine:
 
         self.bufs = _aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
         self.mu = np.ones((n_blocks, k.LANES), self.dtype)  # padded lanes: mu 1, lr 0
-        for b in range(n_blocks):
+        for b in range(n_blocks if self.sdlm else 0):  # SDLM: plain SGD until estimated
             self._rows(b)[k.INV:k.INV + k.NPARAM] = 1
         for i, (cfg, p) in enumerate(zip(cfgs, params, strict=True)):
             b, lane = divmod(i, k.LANES)
