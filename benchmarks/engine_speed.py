@@ -145,7 +145,7 @@ def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200
     repetition each. Also the lanes' CPU time per model-step (both threads' together: what a
     loaded machine does not inflate as much as the wall time)."""
     from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
-    from lecun1989.engines.lanes import LanesEngine  # noqa: PLC0415
+    from lecun1989.engines.lanes import LanesEngine
     from lecun1989.model import init_params  # noqa: PLC0415
 
     def cfgs(name, *overrides):

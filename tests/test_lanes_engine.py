@@ -232,3 +232,15 @@ def test_the_lanes_tanh_against_numpy(dtype):
     ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
     assert np.max(np.abs(out - exact) / ulp) <= {"float64": 5, "float32": 7}[dtype]
     assert np.array_equal(np.sign(out), np.sign(x)) and np.all(np.abs(out) <= 1)
+
+
+@pytest.mark.slow
+def test_the_helper_compiles_run_into_an_empty_cache(tmp_path, monkeypatch):
+    """A first-ever run compiles `run` in a helper process (the compiling process would run
+    it slower) and saves it where this process's numba would load it from."""
+    from lecun1989.engines.lanes import _compile_elsewhere
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert _compile_elsewhere("float64", "float32")
+    assert list(tmp_path.glob("*/_lanes_kernels.run-*.nbi"))
+    assert not _compile_elsewhere("float16", "float32")  # fails cleanly: False

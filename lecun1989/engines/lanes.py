@@ -115,7 +115,7 @@ def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None,
 
 
 def _kernels():
-    from lecun1989.engines import _lanes_kernels  # noqa: PLC0415 (numba compiles on first use)
+    from lecun1989.engines import _lanes_kernels  # (numba compiles on first use)
 
     return _lanes_kernels
 
@@ -158,9 +158,9 @@ def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
     process that loads them from numba's cache (BENCHMARKS.md, the lanes engine; the
     compiling process's own copies of the callees are the likely cause, as fast.py found
     for its kernels). Compiled elsewhere, every process runs the cached code."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    import subprocess
+    import sys
+    from pathlib import Path
 
     if not sys.executable or getattr(sys, "frozen", False):
         return False
@@ -178,7 +178,7 @@ def _compile_in_helper(k):
     """When numba starts compiling `run` here (its cache lacks this version), compile it in
     a helper process instead and raise _CompiledElsewhere: the caller then loads it from the
     cache (or, if the helper failed, compiles it here)."""
-    from numba.core import event  # noqa: PLC0415
+    from numba.core import event
 
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -200,9 +200,9 @@ def _vectorizer_settings():
     docstring), one compile at a time (fast.py's locks: numba's cache index is not safe
     against two writers). Kernels loaded from numba's cache are not affected; the settings
     change the speed only, never the numbers (no fastmath)."""
-    from numba.core import config  # noqa: PLC0415
+    from numba.core import config
 
-    from lecun1989.engines.fast import _SLP_LOCK, _compile_lock  # noqa: PLC0415
+    from lecun1989.engines.fast import _SLP_LOCK, _compile_lock
 
     with _SLP_LOCK, _compile_lock():
         old = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
@@ -246,7 +246,7 @@ class LanesEngine:
         self.weight_decay = float(t.weight_decay)
         self.estimated = False  # SDLM: h holds an estimate
         n_blocks = -(-len(cfgs) // k.LANES)
-        from lecun1989.engines.fast import _aligned_zeros  # noqa: PLC0415
+        from lecun1989.engines.fast import _aligned_zeros
 
         self.bufs = _aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
         self.mu = np.ones((n_blocks, k.LANES), self.dtype)  # padded lanes: mu 1, lr 0
@@ -358,7 +358,7 @@ class LanesEngine:
         parts = max(1, min(n, self.threads // len(blocks)))
         outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
         bounds = np.linspace(0, n, parts + 1).astype(int)
-        from lecun1989.engines.fast import _aligned_copy  # noqa: PLC0415
+        from lecun1989.engines.fast import _aligned_copy
 
         self._run([(_aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
                     int(lo), int(hi), k.PREDICT, self._no_lr(), self.eval_options,
