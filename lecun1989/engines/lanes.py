@@ -121,29 +121,46 @@ def _kernels():
 
 
 _COMPILED: set = set()  # (dtype, image dtype) compiled or loaded in this process
-# Compiles `run` into numba's disk cache in a process of its own (see `_compile_elsewhere`).
-# The package's __init__ is skipped (torch: seconds); numba's cache keys on the module's
-# name and file, so the parent then loads what it saved.
+# Compiles `run` into numba's disk cache in processes of their own (see `_compile_elsewhere`):
+#     -c _HELPER ROOT DTYPE IMAGE_DTYPE forward DONE   # `forward` and its callees, then DONE
+#     -c _HELPER ROOT DTYPE IMAGE_DTYPE run DONE       # `backward`'s side; waits for DONE
+#                                                      # (loads `forward` from the cache); `run`
+# ("all": both, one after the other). The package's __init__ is skipped (torch: seconds);
+# numba's cache keys on the module's name and file, so the parent then loads what they saved.
 _HELPER = """
-import sys, types
+import sys, time, types
 from pathlib import Path
-root = Path(sys.argv[1])
-for name, path in (("lecun1989", root), ("lecun1989.engines", root / "engines")):
+root, dtype, image_dtype, part, done = sys.argv[1:6]
+for name, path in (("lecun1989", Path(root)), ("lecun1989.engines", Path(root, "engines"))):
     package = types.ModuleType(name)
     package.__path__ = [str(path)]
     sys.modules[name] = package
 import numpy as np
 from numba import typeof
-from numba.core import config
+from numba.core import config, types as nt
 from lecun1989.engines import _lanes_kernels as k
 config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
-f, flags = np.dtype(sys.argv[2]).type, k.Options._fields.index("A")
+f, flags = np.dtype(dtype).type, k.Options._fields.index("A")
 o = k.Options(*[False] * flags, *[f(0)] * (len(k.Options._fields) - flags))
 args = (np.zeros(k.ROWS * k.LANES, f), np.zeros(k.XSIZE, f), np.zeros((12, 8), np.int64),
-        np.zeros((1, 1, 16, 16), sys.argv[3]), np.zeros(1, np.int64),
+        np.zeros((1, 1, 16, 16), image_dtype), np.zeros(1, np.int64),
         np.zeros((0, 192, k.LANES), f), 0, 0, 0, np.zeros(k.LANES), 0.0, o,
         np.zeros((0, k.LANES)))
-k.run.compile(tuple(typeof(a) for a in args))
+sig = tuple(typeof(a) for a in args)
+buf, xs, table, images, labels, o = (sig[i] for i in (0, 1, 2, 3, 4, 11))
+try:
+    if part in ("forward", "all"):
+        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o))
+finally:
+    if part == "forward":
+        Path(done).touch()
+if part in ("run", "all"):
+    k.backward.compile((buf, xs, labels.dtype, table, o))
+    k.adamw_step.compile((buf, sig[9], nt.float64))
+    waited = time.monotonic()
+    while part == "run" and not Path(done).exists() and time.monotonic() - waited < 600:
+        time.sleep(0.05)
+    k.run.compile(sig)
 """
 
 
@@ -152,7 +169,8 @@ class _CompiledElsewhere(Exception):
 
 
 def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
-    """Compile `run` for these dtypes in a helper process (_HELPER); False if it failed.
+    """Compile `run` for these dtypes in helper processes (_HELPER: the forward and the
+    backward side at once on two cores); False if that failed.
 
     Why: the process that compiled the kernels runs them several times slower than any
     process that loads them from numba's cache (BENCHMARKS.md, the lanes engine; the
@@ -160,17 +178,30 @@ def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
     for its kernels). Compiled elsewhere, every process runs the cached code."""
     import subprocess
     import sys
+    import tempfile
     from pathlib import Path
 
     if not sys.executable or getattr(sys, "frozen", False):
         return False
     root = Path(__file__).resolve().parents[1]
-    try:
-        done = subprocess.run([sys.executable, "-c", _HELPER, str(root), dtype, image_dtype],
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    parts = ("forward", "run") if cores >= 2 else ("all",)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for part in parts:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", _HELPER, str(root), dtype, image_dtype, part,
+                     os.path.join(tmp, "forward-done")], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            return all(p.wait(timeout=900) == 0 for p in procs)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            for p in procs:  # after an error or an interrupt: none left running
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
 
 @contextlib.contextmanager
