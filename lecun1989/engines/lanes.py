@@ -10,6 +10,13 @@ a grid over constants and seeds is one engine. The numbers equal the reference e
     engine = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs])
     losses = engine.train_steps(images, labels, 0, 100, lr=np.full(len(cfgs), 0.03))
 
+What it computes: tanh and ReLU units, MSE and softmax cross-entropy, SGD, SDLM (its
+per-pass estimate on train.sdlm_samples patterns; with dropout too, which the fast engine
+refuses), AdamW, unit and map biases, any connection table, any pad_value, squashed or
+linear outputs, dropout (each model's masks given to `train_steps`), float32 and float64.
+Per model (PER_MODEL): the seed and init ranges (the initial weights), each chunk's lr or
+eps, SDLM's mu, the MSE target.
+
 What it refuses (SUPPORTS, PER_MODEL, `unsupported`), and why:
 - model.input_size other than 16: the kernels' layout is built for 16x16 digits (NC89 §2);
 - train.shuffle and train.augment_shift unless all models share the seed: the seed then
