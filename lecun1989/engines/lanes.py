@@ -91,11 +91,13 @@ def _flat(cfg) -> dict[str, object]:
     return out
 
 
-def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None,
-                per_model=None) -> str | None:
-    """Why these models cannot train together in the engine (one line), or None."""
+def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None, per_model=None,
+                seed_picks=None) -> str | None:
+    """Why these models cannot train together in the engine (one line), or None. Generic:
+    another engine passes its own name, SUPPORTS, PER_MODEL and SEED_PICKS_PATTERNS."""
     supports = SUPPORTS if supports is None else supports
     per_model = PER_MODEL if per_model is None else per_model
+    seed_picks = SEED_PICKS_PATTERNS if seed_picks is None else seed_picks
     flats = [_flat(c) for c in cfgs]
     for key in flats[0]:
         allowed = supports.get(key)
@@ -113,7 +115,7 @@ def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None,
             return (f"the models of one {name} engine must share {key} (got "
                     f"{values[0]!r} and {next(v for v in values if v != values[0])!r}); "
                     f"train them separately")
-    for key, rule in SEED_PICKS_PATTERNS.items():
+    for key, rule in seed_picks.items():
         if any(rule.test(f[key]) for f in flats) and len({f["seed"] for f in flats}) > 1:
             return (f"the {name} engine trains models of different seeds only on the same "
                     f"patterns: {key} {rule.text} lets the seed pick them; train each seed "
