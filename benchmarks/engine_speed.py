@@ -8,7 +8,8 @@ Per-step figures use 1 thread (torch and the fast engine), the paper preset, and
 median of several repetitions of CPU time (process time: on a shared machine it counts only
 this process). Also: the 23-pass reproduction after compilation (167,693 steps and 23
 evaluations of both sets, wall time), the first-ever compile (an empty numba cache, in a
-fresh process) and a warm start, SDLM's cost per step against SGD, K=64 models on 2 threads,
+fresh process) and a warm start, SDLM's cost per step against SGD, K=64 models on 2 threads
+(the fast engine and the lanes engine, engines/lanes.py), the lanes engine's first compile,
 and peak memory after 2 and after 10 passes. Digits: USPS when --data-dir holds it, else
 random arrays of the same shape (the timings do not depend on the pixels).
 """
@@ -136,23 +137,47 @@ def _head(data, n: int):
                    data.test_images[:n], data.test_labels[:n])
 
 
-def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200) -> float:
-    """Model-samples per second (wall) of K models (seeds 0..K-1) on `threads` threads: the
-    median over reps of `steps` steps each."""
+def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200) -> dict:
+    """Model-samples per second (wall) of K models (seeds 0..K-1) on `threads` threads, the
+    median over reps of `steps` steps each: the fast engine (one model per core at a time,
+    float32 SGD) and the lanes engine (the models in SIMD lanes, blocks of LANES on the
+    threads) with float32 SGD, float64 SGD and float32 SDLM. The engines take turns, one
+    repetition each. Also the lanes' CPU time per model-step (both threads' together: what a
+    loaded machine does not inflate as much as the wall time)."""
     from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
+    from lecun1989.engines.lanes import LanesEngine
     from lecun1989.model import init_params  # noqa: PLC0415
 
-    cfgs = [config("paper-sgd", f"seed={s}") for s in range(k)]
-    batch = FastEngine.many(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads)
+    def cfgs(name, *overrides):
+        return [config(name, f"seed={s}", *overrides) for s in range(k)]
+
+    def params(cs):
+        return [init_params(c.model, c.seed) for c in cs]
+
     x, y = data.train_images, data.train_labels
-    batch.train_steps(x, y, 0, 10, 1e-4)
-    rates = []
+    sgd, sgd64, sdlm = (cfgs("paper-sgd"), cfgs("paper-sgd", "model.dtype=float64"),
+                        cfgs("paper"))
+    engines = {"models64": FastEngine.many(sgd, params(sgd), threads),
+               "lanes": LanesEngine(sgd, params(sgd), threads),
+               "lanes_float64": LanesEngine(sgd64, params(sgd64), threads),
+               "lanes_sdlm": LanesEngine(sdlm, params(sdlm), threads)}
+    for engine in engines.values():  # compiles; SDLM's estimate
+        engine.begin_pass(0, x, y)
+        engine.train_steps(x, y, 0, 10, 1e-4)
+    rates = {name: [] for name in engines}
+    cpu = {name: [] for name in engines}
     for _ in range(reps):
-        t = time.perf_counter()
-        for start in range(0, steps, 100):
-            batch.train_steps(x, y, start, start + 100, 1e-4)
-        rates.append(k * steps / (time.perf_counter() - t))
-    return statistics.median(rates)
+        for name, engine in engines.items():
+            t, c = time.perf_counter(), time.process_time()
+            for start in range(0, steps, 100):
+                engine.train_steps(x, y, start, start + 100, 1e-4)
+            rates[name].append(k * steps / (time.perf_counter() - t))
+            cpu[name].append((time.process_time() - c) / (k * steps) * 1e6)
+    out = {f"{name}_samples_per_s": statistics.median(v) for name, v in rates.items()}
+    out.update({f"{name}_cpu_us_per_model_step": statistics.median(v)
+                for name, v in cpu.items() if name.startswith("lanes")})
+    out["lanes_over_models64"] = out["lanes_samples_per_s"] / out["models64_samples_per_s"]
+    return out
 
 
 CHILD = """
@@ -181,10 +206,29 @@ print(json.dumps({"import_s": t1 - t0, "ready_s": t2 - t1, "cpu_s": use.ru_utime
 """
 
 
-def child(passes: int, name: str, cache_dir: str) -> dict:
-    """Run CHILD in a fresh interpreter with numba's cache in cache_dir; its JSON line."""
+LANES_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+from lecun1989.config import preset
+from lecun1989.engines.lanes import LanesEngine
+from lecun1989.model import init_params
+import numpy as np
+t1 = time.perf_counter()
+cfgs = [preset(sys.argv[2]) for _ in range(2)]
+x = np.random.default_rng(0).uniform(-1, 1, (600, 1, 16, 16)).astype(np.float32)
+y = np.zeros(600, np.int64)
+engine = LanesEngine(cfgs, [init_params(c.model, s) for s, c in enumerate(cfgs)])
+engine.begin_pass(0, x, y)
+engine.train_steps(x, y, 0, 10, 1e-4)
+engine.predict(x[:10])
+print(json.dumps({"import_s": t1 - t0, "ready_s": time.perf_counter() - t1}))
+"""
+
+
+def child(passes: int, name: str, cache_dir: str, code: str = CHILD) -> dict:
+    """Run `code` in a fresh interpreter with numba's cache in cache_dir; its JSON line."""
     env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(passes), name], env=env,
+    out = subprocess.run([sys.executable, "-c", code, str(passes), name], env=env,
                          capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -195,10 +239,14 @@ def compile_and_memory() -> dict:
         first = child(1, "paper", cache)  # compiles train, predict and SDLM's estimate
         warm = child(1, "paper", cache)
         two, ten = child(2, "paper", cache), child(10, "paper", cache)
+        lanes_first = child(1, "paper", cache, LANES_CHILD)  # train, SDLM's estimate, predict
+        lanes_warm = child(1, "paper", cache, LANES_CHILD)
     return {"first_compile_s": first["ready_s"], "warm_start_s": warm["ready_s"],
             "first_compile_process_cpu_s": first["cpu_s"], "warm_process_cpu_s": warm["cpu_s"],
             "import_s": warm["import_s"], "peak_rss_mb_2_passes": two["peak_rss_mb"],
-            "peak_rss_mb_10_passes": ten["peak_rss_mb"]}
+            "peak_rss_mb_10_passes": ten["peak_rss_mb"],
+            "lanes_first_compile_s": lanes_first["ready_s"],
+            "lanes_warm_start_s": lanes_warm["ready_s"]}
 
 
 def machine() -> dict:
@@ -242,7 +290,7 @@ def main() -> int:
     r["sdlm_over_sgd_per_pass"] = (steps["fast_sdlm_float32"] * n / 1e6
                                    + steps["sdlm_estimate_seconds"]) / (
                                        steps["fast_float32"] * n / 1e6)
-    r["models64_samples_per_s"] = many_models(data, reps)
+    r.update(many_models(data, reps))
     if not args.quick:
         wall, cpu, final = reproduction_seconds(data, "paper")
         r.update(reproduction_23_passes_s=wall, reproduction_23_passes_cpu_s=cpu,

@@ -1,0 +1,707 @@
+"""Numba kernels of the lanes engine: K models in lockstep, the model index in SIMD lanes.
+
+All models see the same pattern at the same step (NC89 §4: a fixed order), so their
+arithmetic has the same shape. A block of LANES models lives in one flat array `buf` of
+rows of LANES values, row r at buf[r * LANES : (r + 1) * LANES], lane l = model l of the
+block: every parameter, optimizer state and activation is a row (offsets below, counted in
+rows). Every operation is then a plain vector operation over a row: no gathers, no
+horizontal sums. The input image is shared: its pixels are scalars (`xs`), broadcast over
+the lanes. `lanes.py` runs the blocks on threads (the kernels release the GIL).
+
+Each function mirrors a line of the reference as _kernels.py does (same order of the steps:
+forward, then backward with each parameter's SGD or SDLM step as soon as its gradient is
+known and the layers below no longer need it; AdamW from GRAD; SDLM's begin_pass as the
+same backward with squared weights and inputs; every option a runtime flag in `Options`).
+
+Bit for bit per lane: no fastmath. Each lane's numbers are the same IEEE operations in the
+same order whatever the other lanes hold and whether LLVM vectorises a loop or not, so a
+model's numbers do not depend on the block it shares. Multiply-adds are explicit fused
+ones (`fma`, LLVM's llvm.fma: one rounding, by definition, in vector and scalar code alike),
+not fastmath's contraction, which LLVM may apply to some copies of a loop and not others.
+
+How the lane loops vectorise (measured, `inspect_asm`): every lane loop is
+`for l in range(LANES)` with unsigned indices (a signed index gets numba's negative-index
+wraparound, which LLVM can only vectorise as gathers), fully unrolled and joined into
+vectors by LLVM's SLP vectoriser; its loop vectoriser is off while compiling (it vectorises
+the loop around the unrolled one instead, with gathers): `lanes.py` sets both. A row
+written from other rows of `buf` goes through a `local_array` (the stack), as LLVM cannot
+prove that a store to one row does not overlap a load of another at a variable distance.
+`wide()` asks LLVM for 512-bit vectors (it prefers 256 bits on these CPUs): a float32 row
+is one AVX-512 register.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from llvmlite import ir
+from numba import njit
+from numba.core import types
+from numba.extending import intrinsic, overload
+
+from lecun1989.engines._kernels import _tanh_impl, local_array
+
+JIT = dict(nogil=True, cache=True, error_model="numpy", boundscheck=False)
+PART = dict(JIT, no_cpython_wrapper=True, no_cfunc_wrapper=True)  # callees
+
+LANES = 16  # models per block: a multiple of the SIMD width (16 float32, 8 float64)
+L = np.uint64(LANES)
+U = np.uint64  # unsigned indices: no negative-index wraparound (see above)
+MAPS, TAPS, N1, N2, S2, HID, OUT = 12, 25, 64, 16, 4, 30, 10  # NC89 §3
+XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
+UB = 8  # units summed at once: 8 rows = 8 (float32) or 16 (float64) AVX-512 registers
+
+# parameters, in rows (lanes.py converts from and to PARAM_NAMES); unused rows stay 0
+W1 = 0                        # (12, 25)      h1_w
+B1 = W1 + MAPS * TAPS         # (12, 64)      h1_b, y * 8 + x; bias "map": rows 0..11
+W2 = B1 + MAPS * N1           # (12, 12, 25)  h2_w[n, ci, t] (ci < the table's width)
+B2 = W2 + MAPS * MAPS * TAPS  # (12, 16)      h2_b; bias "map": rows 0..11
+W3 = B2 + MAPS * N2           # (30, 192)     h3_w
+B3 = W3 + HID * MAPS * N2     # (30,)         h3_b
+W4 = B3 + HID                 # (10, 30)      out_w
+B4 = W4 + OUT * HID           # (10,)         out_b
+NPARAM = B4 + OUT
+STEP = NPARAM                 # SDLM: each parameter's step factor -lr / (mu + h)
+INV = 2 * NPARAM              # SDLM: 1 / (mu + h)
+HESS = 3 * NPARAM             # SDLM: h, the averaged d2E/dw2
+GRAD = 4 * NPARAM             # the pattern's gradient (AdamW) or d2E/dw2 (SDLM's estimate)
+EXP_AVG = 5 * NPARAM          # AdamW's moments
+EXP_AVG_SQ = 6 * NPARAM
+WSAVE = 7 * NPARAM            # SDLM's estimate: the weights (their squares in place)
+# the current pattern, and per-lane scalars
+T1 = 8 * NPARAM               # (12, 64)      H1: tanh(S a)
+H1PAD = T1 + MAPS * N1        # (12, 12, 12)  H1's output A tanh(S a), padded
+T2 = H1PAD + MAPS * HS * HS   # (12, 16)      H2: tanh(S a)
+H2 = T2 + MAPS * N2           # (192,)        H2's output
+T3 = H2 + MAPS * N2           # (30,)
+H3 = T3 + HID                 # (30,)
+T4 = H3 + HID                 # (10,)         the outputs: tanh(S a) (or a)
+Y = T4 + OUT                  # (10,)
+D4 = Y + OUT                  # (10,)         dE/da at the outputs
+D3 = D4 + OUT                 # (30,)         dE/dh3, then dE/da at H3
+D2 = D3 + HID                 # (192,)        dE/dh2, then dE/da at H2
+D2PAD = D2 + MAPS * N2        # (12, 6, 6)    dE/da at H2 with a border of zeros
+DH1 = D2PAD + MAPS * 36       # (12, 64)      dE/dh1, then dE/da at H1
+KEEP = DH1 + MAPS * N1        # (192,)        dropout masks: 0 or 1 / (1 - p)
+LRV = KEEP + MAPS * N2        # -lr (SGD) or -eps (SDLM), this chunk's
+TGT = LRV + 1                 # the MSE target
+LOSS = TGT + 1                # the pattern's loss
+ADAM_STEP = LOSS + 1          # AdamW's step count, then its per-step factors
+ADAM_DECAY = ADAM_STEP + 1
+ADAM_SIZE = ADAM_DECAY + 1
+ADAM_BC2 = ADAM_SIZE + 1
+ROWS = ADAM_BC2 + 1
+# the shared input (scalars, in `xs`)
+XPAD = 0                      # (20, 20)      the padded image
+XCOL = XS * XS                # (25, 64)      XCOL[t, 8y+x] = XPAD[2y+u, 2x+v], t = 5u+v
+XSIZE = XCOL + TAPS * N1
+
+# A configuration's options (lanes.py builds them; A, S, pad of the engine's dtype).
+# per_param: SGD steps with each parameter's STEP (SDLM) instead of LRV (plain SGD).
+Options = namedtuple("Options", "unit_bias squash_out relu ce dropout sgd per_param adamw "
+                                "curvature A S pad")
+
+
+# --- the two LLVM-level helpers -----------------------------------------------------------
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c with one rounding (llvm.fma): the same in vector and scalar code."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [t], ir.FunctionType(t, [t, t, t]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def wide(typingctx):
+    """Let LLVM use 512-bit vectors in the calling function (the host CPU's tuning prefers
+    256; llvmlite knows no such attribute, hence set.add)."""
+
+    def codegen(context, builder, sig, args):
+        for attr in ('"prefer-vector-width"="512"', '"min-legal-vector-width"="512"',
+                     "noinline"):
+            set.add(builder.function.attributes, attr)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+def ltanh(x):
+    """tanh(x), vectorisable: float64 as _kernels.vtanh computes it (without FMA
+    contraction); float32 by a rational function (below)."""
+    return np.tanh(x)
+
+
+def _rational_tanh32():
+    """float32 tanh as Eigen computes it (generic_fast_tanh_float): x p(x^2) / q(x^2), degrees
+    13 and 6, on x clamped to +-7.9053 (where it reaches 1). 12 multiply-adds and a division
+    against _tanh_impl's ~50 operations (BENCHMARKS.md: the lanes engine); within 7 ulp of
+    np.tanh (tests), |error| < 4e-7."""
+    f = np.float32
+    hi, lo = f(7.90531110763549805), f(-7.90531110763549805)
+    a = tuple(f(c) for c in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
+                             5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
+                             -2.76076847742355e-16))
+    b = tuple(f(c) for c in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
+                             1.19825839466702e-06))
+
+    def impl(x):
+        x = max(min(x, hi), lo)  # NaN stays NaN
+        x2 = x * x
+        p = fma(x2, fma(x2, fma(x2, fma(x2, fma(x2, fma(x2, a[6], a[5]), a[4]), a[3]), a[2]),
+                        a[1]), a[0])
+        q = fma(x2, fma(x2, fma(x2, b[3], b[2]), b[1]), b[0])
+        return (x * p) / q
+
+    return impl
+
+
+_TANH = {types.float64: _tanh_impl(np.float64, 20.0, 6, 7), types.float32: _rational_tanh32()}
+
+
+@overload(ltanh, jit_options=dict(error_model="numpy"))
+def _ltanh(x):
+    return _TANH.get(x)
+
+
+@njit(**JIT)
+def tanh_array(x, out):
+    """out[i] = ltanh(x[i]) (tests)."""
+    wide()
+    for i in range(x.size):
+        out[i] = ltanh(x[i])
+
+
+@njit(inline="always", **JIT)
+def at(row):
+    """The index of row `row`'s first lane."""
+    return U(row) * L
+
+
+@njit(inline="always", **JIT)
+def h1_map(table, n, ci):
+    """The H1 map that H2 map n reads as its ci-th input, clamped to 0..11."""
+    return min(max(table[n, ci], 0), MAPS - 1)
+
+
+@njit(inline="always", **JIT)
+def copy_rows(buf, dst, src, n, scale):
+    """rows dst..dst+n = scale * rows src..src+n (through the stack: see above)."""
+    tmp = local_array(buf, 16)
+    for i in range(n):
+        for l in range(L):
+            tmp[l] = scale * buf[at(src + i) + l]
+        for l in range(L):
+            buf[at(dst + i) + l] = tmp[l]
+
+
+@njit(inline="always", **JIT)
+def mul_rows(buf, dst, src, n):
+    """rows dst..dst+n *= rows src..src+n."""
+    tmp = local_array(buf, 16)
+    for i in range(n):
+        for l in range(L):
+            tmp[l] = buf[at(dst + i) + l] * buf[at(src + i) + l]
+        for l in range(L):
+            buf[at(dst + i) + l] = tmp[l]
+
+
+@njit(inline="always", **JIT)
+def activate(buf, dst, acc, n, o):
+    """rows dst..dst+n = t: tanh(S a) (NC89's A tanh(S a) without A) or max(a, 0), a = acc."""
+    zero = type(o.S)(0)
+    for i in range(n):
+        if o.relu:
+            for l in range(L):
+                a = acc[U(i) * L + l]
+                buf[at(dst + i) + l] = zero if a < zero else a  # NaN stays NaN
+        else:
+            for l in range(L):
+                buf[at(dst + i) + l] = ltanh(o.S * acc[U(i) * L + l])
+
+
+@njit(inline="always", **JIT)
+def put(buf, row, acc, i, o):
+    """Parameter row `row`'s gradient acc[i * LANES:]: o.sgd: its step now, p += f g with f
+    = LRV = -lr (optim.SGD.step) or f = STEP = -eps / (mu + h) (sdlm.SDLM.step); else kept
+    in GRAD (AdamW, SDLM's estimate)."""
+    tmp = local_array(buf, 16)
+    if o.sgd:
+        if o.per_param:
+            for l in range(L):
+                tmp[l] = fma(buf[at(STEP + row) + l], acc[U(i) * L + l], buf[at(row) + l])
+        else:
+            for l in range(L):
+                tmp[l] = fma(buf[at(LRV) + l], acc[U(i) * L + l], buf[at(row) + l])
+        for l in range(L):
+            buf[at(row) + l] = tmp[l]
+    else:
+        for l in range(L):
+            buf[at(GRAD + row) + l] = acc[U(i) * L + l]
+
+
+# --- forward ------------------------------------------------------------------------------
+
+@njit(**PART)
+def load_input(xs, image):
+    """F.pad(x, 2, value=pad) (the border: `set_padding`), then im2col, shared by the lanes."""
+    for r in range(16):
+        for c in range(16):
+            xs[XPAD + (r + 2) * XS + c + 2] = image[r, c]
+    for u in range(5):
+        for v in range(5):
+            for y in range(8):
+                for x in range(8):
+                    xs[XCOL + (5 * u + v) * N1 + 8 * y + x] = xs[XPAD + (2 * y + u) * XS
+                                                                 + 2 * x + v]
+
+
+@njit(**PART)
+def h1_forward(buf, xs, o):
+    """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b),
+    UB units at a time, each tap's weight row times the shared pixel."""
+    wide()
+    for m in range(MAPS):
+        for p0 in range(0, N1, UB):
+            acc = local_array(buf, 128)  # UB rows
+            for i in range(UB):
+                b = B1 + m * N1 + p0 + i if o.unit_bias else B1 + m
+                for l in range(L):
+                    acc[U(i) * L + l] = buf[at(b) + l]
+            for t in range(TAPS):
+                w = at(W1 + m * TAPS + t)
+                for i in range(UB):
+                    x = xs[XCOL + t * N1 + p0 + i]
+                    for l in range(L):
+                        acc[U(i) * L + l] = fma(buf[w + l], x, acc[U(i) * L + l])
+            activate(buf, T1 + m * N1 + p0, acc, UB, o)
+        for y in range(8):
+            copy_rows(buf, H1PAD + m * HS * HS + (y + 2) * HS + 2, T1 + m * N1 + 8 * y, 8, o.A)
+
+
+@njit(**PART)
+def h2_forward(buf, table, o):
+    """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; UB units at a time."""
+    wide()
+    for n in range(MAPS):
+        for q0 in range(0, N2, UB):
+            acc = local_array(buf, 128)
+            for i in range(UB):
+                b = B2 + n * N2 + q0 + i if o.unit_bias else B2 + n
+                for l in range(L):
+                    acc[U(i) * L + l] = buf[at(b) + l]
+            for ci in range(table.shape[1]):
+                c = H1PAD + h1_map(table, n, ci) * HS * HS
+                for u in range(5):
+                    for v in range(5):
+                        w = at(W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
+                        for i in range(UB):
+                            q = q0 + i
+                            x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
+                            for l in range(L):
+                                acc[U(i) * L + l] = fma(buf[w + l], buf[x + l],
+                                                        acc[U(i) * L + l])
+            activate(buf, T2 + n * N2 + q0, acc, UB, o)
+    copy_rows(buf, H2, T2, MAPS * N2, o.A)
+
+
+@njit(**PART)
+def dense_forward(buf, w, b, x, n_out, n_in, t, h, o, squash):
+    """Mirrors Net1989.layers: h = act(x @ w.T + b), 10 rows at a time (n_out: 10 or 30).
+    Not inlined: inside `forward` LLVM's SLP vectoriser left its tanh scalar."""
+    wide()
+    for j0 in range(0, n_out, 10):
+        acc = local_array(buf, 160)
+        for j in range(10):
+            for l in range(L):
+                acc[U(j) * L + l] = buf[at(b + j0 + j) + l]
+        for i in range(n_in):
+            xi = at(x + i)
+            for j in range(10):
+                wj = at(w + (j0 + j) * n_in + i)
+                for l in range(L):
+                    acc[U(j) * L + l] = fma(buf[wj + l], buf[xi + l], acc[U(j) * L + l])
+        if squash:
+            activate(buf, t + j0, acc, 10, o)
+            copy_rows(buf, h + j0, t + j0, 10, o.A)
+        else:
+            for j in range(10):
+                for l in range(L):
+                    buf[at(h + j0 + j) + l] = acc[U(j) * L + l]
+
+
+@njit(**PART)
+def forward(buf, xs, image, table, o):
+    """Mirrors Net1989.forward for one pattern (o.dropout: training mode, with KEEP): the
+    outputs land at Y."""
+    wide()
+    load_input(xs, image)
+    h1_forward(buf, xs, o)
+    h2_forward(buf, table, o)
+    if o.dropout:  # Net1989.layers: dropout on H2's output, before H3
+        mul_rows(buf, H2, KEEP, MAPS * N2)
+    dense_forward(buf, W3, B3, H2, HID, MAPS * N2, T3, H3, o, True)
+    dense_forward(buf, W4, B4, H3, OUT, HID, T4, Y, o, o.squash_out)
+
+
+# --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
+# As _kernels.py: with o.sgd each parameter's step as soon as its gradient is known (`put`),
+# else the gradient into GRAD; with o.curvature the same functions back-propagate EB98's
+# second derivatives (train/sdlm.py), set up by `run` with squared weights and inputs.
+
+@njit(**PART)
+def output_backward(buf, label, o):
+    """Mirrors reference.sample_loss per lane: E = mean_k (y_k - t_k)^2, t = +-TGT (NC89 §4),
+    or E = -log softmax(y)_label (ce), into LOSS; D4 = dE/da of the output units
+    (o.curvature: d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
+    wide()
+    f = type(o.A)
+    if o.ce:  # F.cross_entropy: log-sum-exp from the largest output, lane by lane
+        for l in range(L):
+            top = buf[at(Y) + l]
+            for j in range(1, OUT):
+                top = max(top, buf[at(Y + j) + l])
+            z = f(0)
+            for j in range(OUT):
+                e = np.exp(buf[at(Y + j) + l] - top)
+                buf[at(D4 + j) + l] = e
+                z += e
+            buf[at(LOSS) + l] = top + np.log(z) - buf[at(Y + label) + l]
+            for j in range(OUT):
+                p = buf[at(D4 + j) + l] / z
+                buf[at(D4 + j) + l] = (p * (f(1) - p) if o.curvature
+                                       else p - (f(1) if j == label else f(0)))
+    else:
+        two_n = f(2 / OUT)
+        loss = local_array(buf, 16)
+        for l in range(L):
+            loss[l] = f(0)
+        for j in range(OUT):
+            d = local_array(buf, 16)
+            for l in range(L):
+                t = buf[at(TGT) + l]
+                e = buf[at(Y + j) + l] - (t if j == label else -t)
+                loss[l] = fma(e, e, loss[l])
+                d[l] = two_n if o.curvature else two_n * e
+            for l in range(L):
+                buf[at(D4 + j) + l] = d[l]
+        for l in range(L):
+            buf[at(LOSS) + l] = loss[l] / f(OUT)
+    if o.squash_out:
+        act_backward(buf, D4, T4, OUT, o)
+
+
+@njit(**PART)
+def act_backward(buf, d, t, n, o):
+    """Through h = A tanh(S a) (or ReLU): dE/da = dE/dh f'(a), in place, f'(a) = A S (1 -
+    t^2) from t = tanh(S a), or ReLU's 1 where t > 0, else 0; o.curvature: times f'(a)^2."""
+    wide()
+    one, zero, AS = type(o.A)(1), type(o.A)(0), o.A * o.S
+    tmp = local_array(buf, 16)
+    for i in range(n):
+        if o.relu:  # f'^2 = f'
+            for l in range(L):
+                tmp[l] = buf[at(d + i) + l] * (one if buf[at(t + i) + l] > zero else zero)
+        elif o.curvature:
+            for l in range(L):
+                tv = buf[at(t + i) + l]
+                f1 = AS * (one - tv * tv)
+                tmp[l] = buf[at(d + i) + l] * (f1 * f1)
+        else:
+            for l in range(L):
+                tv = buf[at(t + i) + l]
+                tmp[l] = buf[at(d + i) + l] * (AS * (one - tv * tv))
+        for l in range(L):
+            buf[at(d + i) + l] = tmp[l]
+
+
+@njit(**PART)
+def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
+    """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d (`put`);
+    each weight read for dx before its step."""
+    wide()
+    g = local_array(buf, 16)
+    for i in range(n_in):
+        acc = local_array(buf, 16)
+        for l in range(L):
+            acc[l] = 0
+        for j in range(n_out):
+            wi = w + j * n_in + i
+            for l in range(L):
+                acc[l] = fma(buf[at(wi) + l], buf[at(d + j) + l], acc[l])
+                g[l] = buf[at(d + j) + l] * buf[at(x + i) + l]
+            put(buf, wi, g, 0, o)
+        for l in range(L):
+            buf[at(dx + i) + l] = acc[l]
+    for j in range(n_out):  # b follows w in the layout
+        for l in range(L):
+            g[l] = buf[at(d + j) + l]
+        put(buf, w + n_out * n_in + j, g, 0, o)
+
+
+@njit(**PART)
+def bias_grad(buf, b, d, n_units, o):
+    """grad of a conv layer's biases from dE/da at d: per unit, or summed per map."""
+    wide()
+    g = local_array(buf, 16)
+    for m in range(MAPS):
+        if o.unit_bias:
+            for p in range(n_units):
+                for l in range(L):
+                    g[l] = buf[at(d + m * n_units + p) + l]
+                put(buf, b + m * n_units + p, g, 0, o)
+        else:
+            for l in range(L):
+                g[l] = buf[at(d + m * n_units) + l]
+            for p in range(1, n_units):
+                for l in range(L):
+                    g[l] += buf[at(d + m * n_units + p) + l]
+            put(buf, b + m, g, 0, o)
+
+
+@njit(**PART)
+def h1_input_grad(buf, table, o):
+    """Autograd of the H2 convolution w.r.t. its input, then through H1's tanh: DH1 = dE/da.
+
+    H1 unit (y, x) = (2a + ry, 2b + rx) gets h2_w[n, ci, u, v] d2[n, i, j] from every H2 unit
+    (i, j) whose patch has it at tap u = 2du + ry, v = 2dv + rx: i = a + 1 - du, j = b + 1 - dv
+    (D2PAD: d2 with a border of zeros). Padding gets nothing: only H1's units are targets.
+    """
+    wide()
+    tmp = local_array(buf, 16)
+    for n in range(MAPS):
+        for q in range(N2):
+            for l in range(L):
+                tmp[l] = buf[at(D2 + n * N2 + q) + l]
+            for l in range(L):
+                buf[at(D2PAD + n * 36 + (q // S2 + 1) * 6 + q % S2 + 1) + l] = tmp[l]
+    for i in range(MAPS * N1):
+        for l in range(L):
+            buf[at(DH1 + i) + l] = 0
+    for n in range(MAPS):
+        for ci in range(table.shape[1]):
+            dst = DH1 + h1_map(table, n, ci) * N1
+            for ry in range(2):
+                for rx in range(2):
+                    for a0 in range(0, 4, 2):  # units (2a + ry, 2b + rx), a = a0, a0 + 1
+                        acc = local_array(buf, 128)
+                        for i in range(UB):
+                            y, x = 2 * (a0 + i // 4) + ry, 2 * (i % 4) + rx
+                            for l in range(L):
+                                acc[U(i) * L + l] = buf[at(dst + 8 * y + x) + l]
+                        for du in range(3):
+                            for dv in range(3):
+                                u, v = 2 * du + ry, 2 * dv + rx
+                                if u < 5 and v < 5:
+                                    w = at(W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
+                                    for i in range(UB):
+                                        a, b = a0 + i // 4, i % 4
+                                        s = at(D2PAD + n * 36 + (a + 2 - du) * 6 + b + 2 - dv)
+                                        for l in range(L):
+                                            acc[U(i) * L + l] = fma(buf[w + l], buf[s + l],
+                                                                    acc[U(i) * L + l])
+                        for i in range(UB):
+                            y, x = 2 * (a0 + i // 4) + ry, 2 * (i % 4) + rx
+                            for l in range(L):
+                                buf[at(dst + 8 * y + x) + l] = acc[U(i) * L + l]
+    act_backward(buf, DH1, T1, MAPS * N1, o)
+
+
+@njit(**PART)
+def h2_backward(buf, table, o):
+    """Autograd of the grouped H2 convolution: grad h2_w[n, ci, u, v] = sum_q d2[n, q]
+    x2[table[n, ci], 2i + u, 2j + v] (5 taps at a time) and grad h2_b."""
+    wide()
+    bias_grad(buf, B2, D2, N2, o)
+    for n in range(MAPS):
+        for ci in range(table.shape[1]):
+            c = H1PAD + h1_map(table, n, ci) * HS * HS
+            for u in range(5):
+                acc = local_array(buf, 80)
+                for i in range(5 * LANES):
+                    acc[i] = 0
+                for q in range(N2):
+                    d = at(D2 + n * N2 + q)
+                    for v in range(5):
+                        x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
+                        for l in range(L):
+                            acc[U(v) * L + l] = fma(buf[d + l], buf[x + l], acc[U(v) * L + l])
+                for v in range(5):
+                    put(buf, W2 + (n * MAPS + ci) * TAPS + 5 * u + v, acc, v, o)
+
+
+@njit(**PART)
+def h1_backward(buf, xs, o):
+    """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p] (5 taps
+    at a time, the pixels shared); h1_b."""
+    wide()
+    for m in range(MAPS):
+        for u in range(5):
+            acc = local_array(buf, 80)
+            for i in range(5 * LANES):
+                acc[i] = 0
+            for p in range(N1):
+                d = at(DH1 + m * N1 + p)
+                for v in range(5):
+                    x = xs[XCOL + (5 * u + v) * N1 + p]
+                    for l in range(L):
+                        acc[U(v) * L + l] = fma(buf[d + l], x, acc[U(v) * L + l])
+            for v in range(5):
+                put(buf, W1 + m * TAPS + 5 * u + v, acc, v, o)
+    bias_grad(buf, B1, DH1, N1, o)
+
+
+@njit(**PART)
+def backward(buf, xs, label, table, o):
+    """Mirrors torch.autograd.grad(loss, params) for one pattern, each gradient through `put`
+    (o.sgd: the step right away; else into GRAD); the loss into LOSS. o.curvature: the
+    pattern's d2E/dw2 (sdlm.gauss_newton_diagonal) instead, set up by `run`."""
+    wide()
+    output_backward(buf, label, o)
+    dense_backward(buf, W4, H3, D4, D3, OUT, HID, o)
+    act_backward(buf, D3, T3, HID, o)
+    dense_backward(buf, W3, H2, D3, D2, HID, MAPS * N2, o)
+    if o.dropout:
+        mul_rows(buf, D2, KEEP, MAPS * N2)  # d(h2 * keep)/dh2 = keep
+    act_backward(buf, D2, T2, MAPS * N2, o)
+    h1_input_grad(buf, table, o)  # reads h2_w: before its step
+    h2_backward(buf, table, o)
+    h1_backward(buf, xs, o)
+
+
+@njit(**PART)
+def square_inputs(buf, xs):
+    """x -> x^2 for every input a weight multiplies (padding included: EB98 via sdlm.py);
+    `run` puts H1PAD's border back after the pattern."""
+    wide()
+    for i in range(TAPS * N1):
+        xs[XCOL + i] *= xs[XCOL + i]
+    mul_rows(buf, H1PAD, H1PAD, MAPS * HS * HS)
+    mul_rows(buf, H2, H2, MAPS * N2)
+    mul_rows(buf, H3, H3, HID)
+
+
+@njit(**PART)
+def adamw_step(buf, lrs, weight_decay):
+    """Mirrors torch.optim.AdamW.step (single-tensor, betas 0.9, 0.999, eps 1e-8) from GRAD,
+    each lane with its own lr: the scalars in float64 as Python computes them, then in the
+    engine's dtype (as _kernels.adamw_step)."""
+    wide()
+    f = type(buf[0])
+    for l in range(L):
+        step = buf[at(ADAM_STEP) + l] + f(1)
+        buf[at(ADAM_STEP) + l] = step
+        s, lr = np.float64(step), lrs[l]
+        buf[at(ADAM_DECAY) + l] = f(1 - lr * weight_decay)
+        buf[at(ADAM_SIZE) + l] = f(-(lr / (1 - 0.9 ** s)))
+        buf[at(ADAM_BC2) + l] = f((1 - 0.999 ** s) ** 0.5)
+    w1, b2, w2, eps = f(1 - 0.9), f(0.999), f(1 - 0.999), f(1e-8)
+    tp, tm, tv = local_array(buf, 16), local_array(buf, 16), local_array(buf, 16)
+    for i in range(NPARAM):
+        for l in range(L):
+            g, m = buf[at(GRAD + i) + l], buf[at(EXP_AVG + i) + l]
+            m = m + w1 * (g - m)  # exp_avg.lerp_(grad, 1 - beta1)
+            v = buf[at(EXP_AVG_SQ + i) + l] * b2 + w2 * g * g
+            tm[l], tv[l] = m, v
+            tp[l] = (buf[at(i) + l] * buf[at(ADAM_DECAY) + l] + buf[at(ADAM_SIZE) + l]
+                     * (m / (np.sqrt(v) / buf[at(ADAM_BC2) + l] + eps)))
+        for l in range(L):
+            buf[at(EXP_AVG + i) + l] = tm[l]
+            buf[at(EXP_AVG_SQ + i) + l] = tv[l]
+            buf[at(i) + l] = tp[l]
+
+
+# --- the entry point: training, SDLM's estimate, prediction -----------------------------
+
+TRAIN, ESTIMATE, PREDICT = 0, 1, 2  # what `run` does with each pattern
+
+
+@njit(**PART)
+def set_padding(buf, xs, pad):
+    """The constant padding around the input and around H1's output (NC89 §3: -1), and
+    D2PAD's border of zeros."""
+    wide()
+    for i in range(XS * XS):
+        xs[XPAD + i] = pad
+    for i in range(MAPS * HS * HS):
+        for l in range(L):
+            buf[at(H1PAD + i) + l] = pad
+    for i in range(MAPS * 36):
+        for l in range(L):
+            buf[at(D2PAD + i) + l] = 0
+
+
+@njit(**PART)
+def estimate_setup(buf, begin):
+    """SDLM's estimate: the squared weights in the weights' place (begin), or the weights
+    back from WSAVE (lanes.py copies them there)."""
+    wide()
+    tmp = local_array(buf, 16)
+    for i in range(NPARAM):
+        for l in range(L):
+            w = buf[at(WSAVE + i) + l]
+            tmp[l] = w * w if begin else w
+        for l in range(L):
+            buf[at(i) + l] = tmp[l]
+
+
+@njit(**JIT)
+def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_decay, o, out):
+    """The one compiled entry point: for each pattern s of images[start:stop], in order,
+    `forward` for the block's LANES models, then by job
+
+    TRAIN:    `backward` (with o.sgd: and the step) or `backward` then `adamw_step`;
+              out[s - start, l] = lane l's loss; keep[s - start, i, l]: its dropout masks;
+              lrs[l]: lane l's lr (SGD) or eps (SDLM) for the whole chunk;
+    ESTIMATE: SDLM's begin_pass (o.curvature): HESS += the pattern's d2E/dw2, back-propagated
+              with squared weights and inputs; lanes.py zeroes HESS and copies the weights to
+              WSAVE before, and averages after;
+    PREDICT:  out[(s - start) * 10 + j, l] = lane l's output j (o.dropout False).
+    """
+    wide()
+    set_padding(buf, xs, o.pad)
+    f = type(o.A)
+    if job == TRAIN:
+        tmp = local_array(buf, 16)
+        for l in range(L):
+            buf[at(LRV) + l] = -f(lrs[l])
+        if o.per_param:
+            for i in range(NPARAM):  # STEP = -eps / (mu + h), from INV = 1 / (mu + h)
+                for l in range(L):
+                    tmp[l] = buf[at(LRV) + l] * buf[at(INV + i) + l]
+                for l in range(L):
+                    buf[at(STEP + i) + l] = tmp[l]
+    for s in range(start, stop):
+        if o.dropout:
+            for i in range(MAPS * N2):
+                for l in range(L):
+                    buf[at(KEEP + i) + l] = keep[s - start, i, l]
+        forward(buf, xs, images[s, 0], table, o)
+        if job == PREDICT:
+            for j in range(OUT):
+                for l in range(L):
+                    out[(s - start) * OUT + j, l] = buf[at(Y + j) + l]
+            continue
+        if job == ESTIMATE:
+            square_inputs(buf, xs)
+            estimate_setup(buf, True)
+        backward(buf, xs, labels[s], table, o)
+        if job == ESTIMATE:
+            estimate_setup(buf, False)
+            set_padding(buf, xs, o.pad)  # H1PAD's border was squared
+            for i in range(NPARAM):
+                for l in range(L):
+                    buf[at(HESS + i) + l] += buf[at(GRAD + i) + l]
+        else:
+            for l in range(L):
+                out[s - start, l] = buf[at(LOSS) + l]
+            if o.adamw:  # (sgd, sdlm: `backward` took the step)
+                adamw_step(buf, lrs, weight_decay)

@@ -1,0 +1,508 @@
+"""The lanes engine: K models trained in lockstep, the model index in SIMD lanes.
+
+The paper's fixed pattern order (NC89 §4) means K models see the same pattern at the same
+step, so their arithmetic has the same shape: _lanes_kernels.py computes LANES models at
+once, every operation a vector operation over models, and this module runs the blocks of
+LANES models on threads. Each model may have its own seed and scalar settings (PER_MODEL):
+a grid over constants and seeds is one engine. The numbers equal the reference engine's
+(tests/test_lanes_engine.py); a model's numbers do not depend on the models beside it.
+
+    engine = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs])
+    losses = engine.train_steps(images, labels, 0, 100, lr=np.full(len(cfgs), 0.03))
+
+What it computes: tanh and ReLU units, MSE and softmax cross-entropy, SGD, SDLM (its
+per-pass estimate on train.sdlm_samples patterns; with dropout too, which the fast engine
+refuses), AdamW, unit and map biases, any connection table, any pad_value, squashed or
+linear outputs, dropout (each model's masks given to `train_steps`), float32 and float64.
+Per model (PER_MODEL): the seed and init ranges (the initial weights), each chunk's lr or
+eps, SDLM's mu, the MSE target.
+
+What it refuses (SUPPORTS, PER_MODEL, `unsupported`), and why:
+- model.input_size other than 16: the kernels' layout is built for 16x16 digits (NC89 §2);
+- train.shuffle and train.augment_shift unless all models share the seed: the seed then
+  picks each model's patterns, and the lanes must all see the same pattern;
+- models that differ in a field outside PER_MODEL (the dtype, the optimizer, the loss, the
+  architecture, the data, ...): those change the arithmetic's shape or the data, not a
+  scalar a lane can hold. Train such models in separate engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, is_dataclass
+
+import numpy as np
+
+from lecun1989.config import RunConfig
+from lecun1989.errors import CheckpointError, ConfigError, DataError
+from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.tables import connection_table
+
+ANY = object()  # SUPPORTS: every valid value
+
+
+class Rule:
+    """SUPPORTS: a one-line predicate on a field's value, with what it allows in words."""
+
+    def __init__(self, test, text: str):
+        self.test, self.text = test, text
+
+
+SUPPORTS: dict[str, object] = {
+    "preset": ANY, "seed": ANY, "engine": ANY,
+    "model.input_size": (16,),  # the kernels' layout (NC89 §2: 16x16 digits)
+    "model.conv": ANY,  # native and unfold compute the same function
+    "model.bias": ("unit", "map"), "model.table": ANY, "model.pad_value": ANY,
+    "model.activation": ("tanh", "relu"), "model.tanh_scale": ANY, "model.tanh_slope": ANY,
+    "model.output_activation": (True, False), "model.init": ANY, "model.bias_init": ANY,
+    "model.output_bias_init": ANY, "model.dropout": ANY,
+    "model.dtype": ("float32", "float64"),
+    "train.passes": ANY, "train.optimizer": ("sgd", "sdlm", "adamw"), "train.lr": ANY,
+    "train.lr_schedule": ANY, "train.lr_final": ANY, "train.weight_decay": ANY,
+    "train.loss": ("mse", "cross_entropy"), "train.target": ANY,
+    "train.shuffle": ANY, "train.augment_shift": ANY,  # with one seed only (`unsupported`)
+    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.loss_every": ANY,
+    "train.history_every": ANY, "train.snapshot_every": ANY,
+    "data.name": ANY, "data.data_dir": ANY, "data.sample_seed": ANY,
+    "data.limit_train": ANY, "data.limit_test": ANY, "data.validation": ANY,
+}
+# What a lane holds on its own: the initial weights (seed, init ranges) and the scalars the
+# kernels read per lane (lr or eps for each chunk, SDLM's mu, the MSE target).
+PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train.lr_final",
+                       "train.sdlm_mu", "train.target", "model.init", "model.bias_init",
+                       "model.output_bias_init"})
+# Fields that make the seed choose each model's patterns when this holds: then the models
+# must share the seed.
+SEED_PICKS_PATTERNS = {"train.shuffle": Rule(bool, "on"),
+                       "train.augment_shift": Rule(lambda v: v > 0, "above 0")}
+
+
+def _flat(cfg) -> dict[str, object]:
+    """A config's fields by dotted name."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out.update({f"{f.name}.{k}": v for k, v in _flat(value).items()})
+        else:
+            out[f.name] = value
+    return out
+
+
+def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None, per_model=None,
+                seed_picks=None) -> str | None:
+    """Why these models cannot train together in the engine (one line), or None. Generic:
+    another engine passes its own name, SUPPORTS, PER_MODEL and SEED_PICKS_PATTERNS."""
+    supports = SUPPORTS if supports is None else supports
+    per_model = PER_MODEL if per_model is None else per_model
+    seed_picks = SEED_PICKS_PATTERNS if seed_picks is None else seed_picks
+    flats = [_flat(c) for c in cfgs]
+    for key in flats[0]:
+        allowed = supports.get(key)
+        for flat in flats:
+            value = flat[key]
+            if allowed is None:
+                return f"the {name} engine does not know {key} (add it to its SUPPORTS)"
+            if isinstance(allowed, Rule) and not allowed.test(value):
+                return f"the {name} engine supports {key} {allowed.text}, not {value!r}"
+            if isinstance(allowed, tuple) and value not in allowed:
+                return (f"the {name} engine does not support {key}={value!r} "
+                        f"(only {', '.join(map(repr, allowed))})")
+        values = [flat[key] for flat in flats]
+        if key not in per_model and any(v != values[0] for v in values):
+            return (f"the models of one {name} engine must share {key} (got "
+                    f"{values[0]!r} and {next(v for v in values if v != values[0])!r}); "
+                    f"train them separately")
+    for key, rule in seed_picks.items():
+        if any(rule.test(f[key]) for f in flats) and len({f["seed"] for f in flats}) > 1:
+            return (f"the {name} engine trains models of different seeds only on the same "
+                    f"patterns: {key} {rule.text} lets the seed pick them; train each seed "
+                    f"separately")
+    return None
+
+
+def _kernels():
+    from lecun1989.engines import _lanes_kernels  # (numba compiles on first use)
+
+    return _lanes_kernels
+
+
+_COMPILED: set = set()  # (dtype, image dtype) compiled or loaded in this process
+# Compiles `run` into numba's disk cache in processes of their own (see `_compile_elsewhere`):
+#     -c _HELPER ROOT DTYPE IMAGE_DTYPE forward DONE   # `forward` and its callees, then DONE
+#     -c _HELPER ROOT DTYPE IMAGE_DTYPE run DONE       # `backward`'s side; waits for DONE
+#                                                      # (loads `forward` from the cache); `run`
+# ("all": both, one after the other). The package's __init__ is skipped (torch: seconds);
+# numba's cache keys on the module's name and file, so the parent then loads what they saved.
+_HELPER = """
+import sys, time, types
+from pathlib import Path
+root, dtype, image_dtype, part, done = sys.argv[1:6]
+for name, path in (("lecun1989", Path(root)), ("lecun1989.engines", Path(root, "engines"))):
+    package = types.ModuleType(name)
+    package.__path__ = [str(path)]
+    sys.modules[name] = package
+import numpy as np
+from numba import typeof
+from numba.core import config, types as nt
+from lecun1989.engines import _lanes_kernels as k
+config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
+f, flags = np.dtype(dtype).type, k.Options._fields.index("A")
+o = k.Options(*[False] * flags, *[f(0)] * (len(k.Options._fields) - flags))
+args = (np.zeros(k.ROWS * k.LANES, f), np.zeros(k.XSIZE, f), np.zeros((12, 8), np.int64),
+        np.zeros((1, 1, 16, 16), image_dtype), np.zeros(1, np.int64),
+        np.zeros((0, 192, k.LANES), f), 0, 0, 0, np.zeros(k.LANES), 0.0, o,
+        np.zeros((0, k.LANES)))
+sig = tuple(typeof(a) for a in args)
+buf, xs, table, images, labels, o = (sig[i] for i in (0, 1, 2, 3, 4, 11))
+try:
+    if part in ("forward", "all"):
+        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o))
+finally:
+    if part == "forward":
+        Path(done).touch()
+if part in ("run", "all"):
+    k.backward.compile((buf, xs, labels.dtype, table, o))
+    k.adamw_step.compile((buf, sig[9], nt.float64))
+    waited = time.monotonic()
+    while part == "run" and not Path(done).exists() and time.monotonic() - waited < 600:
+        time.sleep(0.05)
+    k.run.compile(sig)
+"""
+
+
+class _CompiledElsewhere(Exception):
+    """numba was about to compile `run` in this process; a helper process compiled it."""
+
+
+def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
+    """Compile `run` for these dtypes in helper processes (_HELPER: the forward and the
+    backward side at once on two cores); False if that failed.
+
+    Why: the process that compiled the kernels runs them several times slower than any
+    process that loads them from numba's cache (BENCHMARKS.md, the lanes engine; the
+    compiling process's own copies of the callees are the likely cause, as fast.py found
+    for its kernels). Compiled elsewhere, every process runs the cached code."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if not sys.executable or getattr(sys, "frozen", False):
+        return False
+    root = Path(__file__).resolve().parents[1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    parts = ("forward", "run") if cores >= 2 else ("all",)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for part in parts:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", _HELPER, str(root), dtype, image_dtype, part,
+                     os.path.join(tmp, "forward-done")], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            return all(p.wait(timeout=900) == 0 for p in procs)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            for p in procs:  # after an error or an interrupt: none left running
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+
+
+@contextlib.contextmanager
+def _compile_in_helper(k):
+    """When numba starts compiling `run` here (its cache lacks this version), compile it in
+    a helper process instead and raise _CompiledElsewhere: the caller then loads it from the
+    cache (or, if the helper failed, compiles it here)."""
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            args = tuple(ev.data["args"])
+            if (ev.data["dispatcher"] is k.run and str(args[3].dtype) in ("float32", "float64")
+                    and _compile_elsewhere(str(args[0].dtype), str(args[3].dtype))):
+                raise _CompiledElsewhere
+
+        def on_end(self, ev):
+            pass
+
+    with event.install_listener("numba:compile", Listener()):
+        yield
+
+
+@contextlib.contextmanager
+def _vectorizer_settings():
+    """Compile with LLVM's SLP vectoriser on and its loop vectoriser off (_lanes_kernels'
+    docstring), one compile at a time (fast.py's locks: numba's cache index is not safe
+    against two writers). Kernels loaded from numba's cache are not affected; the settings
+    change the speed only, never the numbers (no fastmath)."""
+    from numba.core import config
+
+    from lecun1989.engines.fast import _SLP_LOCK, _compile_lock
+
+    with _SLP_LOCK, _compile_lock():
+        old = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
+        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
+        try:
+            yield
+        finally:
+            config.SLP_VECTORIZE, config.LOOP_VECTORIZE = old
+
+
+class LanesEngine:
+    """K models in blocks of LANES lanes; methods take and return a leading K axis."""
+
+    name = "lanes"
+
+    def __init__(self, cfgs: list[RunConfig], params: list[dict[str, np.ndarray]],
+                 threads: int | None = None):
+        if not cfgs or len(cfgs) != len(params):
+            raise ConfigError("LanesEngine needs one config per parameter set (at least 1)")
+        reason = unsupported(cfgs)
+        if reason:
+            raise ConfigError(reason)
+        self.cfgs, self.cfg = cfgs, cfgs[0]
+        self.threads = threads or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
+        self.k = k = _kernels()
+        m, t = self.cfg.model, self.cfg.train
+        self.dtype, self.n_models = np.dtype(m.dtype), len(cfgs)
+        self.shapes, self.table = layer_shapes(m), connection_table(m.table)
+        self.unit_bias, relu, f = m.bias == "unit", m.activation == "relu", self.dtype.type
+        self.options = k.Options(
+            unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
+            ce=t.loss == "cross_entropy", dropout=bool(m.dropout), sgd=t.optimizer != "adamw",
+            per_param=t.optimizer == "sdlm", adamw=t.optimizer == "adamw", curvature=False,
+            A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
+            pad=f(m.pad_value))
+        self.eval_options = self.options._replace(dropout=False, sgd=False, per_param=False,
+                                                  adamw=False)
+        self.curvature_options = self.eval_options._replace(curvature=True)
+        self.sdlm, self.adamw = t.optimizer == "sdlm", t.optimizer == "adamw"
+        self.weight_decay = float(t.weight_decay)
+        self.estimated = False  # SDLM: h holds an estimate
+        n_blocks = -(-len(cfgs) // k.LANES)
+        from lecun1989.engines.fast import _aligned_zeros
+
+        self.bufs = _aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
+        self.mu = np.ones((n_blocks, k.LANES), self.dtype)  # padded lanes: mu 1, lr 0
+        for b in range(n_blocks if self.sdlm else 0):  # SDLM: plain SGD until estimated
+            self._rows(b)[k.INV:k.INV + k.NPARAM] = 1
+        for i, (cfg, p) in enumerate(zip(cfgs, params, strict=True)):
+            b, lane = divmod(i, k.LANES)
+            self._put(b, lane, p)
+            self._rows(b)[k.TGT, lane] = cfg.train.target
+            self.mu[b, lane] = cfg.train.sdlm_mu
+
+    # --- parameters in and out of the rows -----------------------------------------------
+
+    def _rows(self, b: int) -> np.ndarray:
+        """Block b's buffer as (ROWS, LANES)."""
+        return self.bufs[b].reshape(self.k.ROWS, self.k.LANES)
+
+    def _views(self, b: int, lane: int, base: int = 0) -> dict[str, np.ndarray]:
+        """Views of one lane's parameter-shaped region at row `base` (parameters, HESS, AdamW's
+        moments), shaped as the kernels' layout; `_put` and `_get` map PARAM_NAMES onto them."""
+        k, rows, n_in = self.k, self._rows(b)[:, lane], self.table.shape[1]
+
+        def region(start, shape):
+            return rows[base + start:base + start + int(np.prod(shape))].reshape(shape)
+
+        unit = self.unit_bias
+        return {"h1_w": region(k.W1, (k.MAPS, k.TAPS)),
+                "h1_b": region(k.B1, (k.MAPS, k.N1) if unit else (k.MAPS,)),
+                "h2_w": region(k.W2, (k.MAPS, k.MAPS, k.TAPS))[:, :n_in],
+                "h2_b": region(k.B2, (k.MAPS, k.N2) if unit else (k.MAPS,)),
+                "h3_w": region(k.W3, (k.HID, k.MAPS * k.N2)), "h3_b": region(k.B3, (k.HID,)),
+                "out_w": region(k.W4, (k.OUT, k.HID)), "out_b": region(k.B4, (k.OUT,))}
+
+    def _put(self, b: int, lane: int, params: dict[str, np.ndarray], base: int = 0) -> None:
+        for name, view in self._views(b, lane, base).items():
+            value = np.asarray(params[name])
+            if value.shape != self.shapes[name]:
+                raise ConfigError(f"{name} has shape {value.shape}, expected "
+                                  f"{self.shapes[name]} for this configuration")
+            view[...] = value.reshape(view.shape)
+
+    def _get(self, model: int, base: int = 0) -> dict[str, np.ndarray]:
+        b, lane = divmod(model, self.k.LANES)
+        return {name: view.reshape(self.shapes[name]).copy()
+                for name, view in self._views(b, lane, base).items()}
+
+    def _models(self, models) -> list[int]:
+        return list(range(self.n_models)) if models is None else [int(m) for m in models]
+
+    # --- the K-model engine interface ------------------------------------------------------
+
+    def begin_pass(self, pass_index: int, images: np.ndarray, labels: np.ndarray) -> None:
+        """SDLM: estimate h on the pass's first `sdlm_samples` patterns (else nothing)."""
+        if not self.sdlm:
+            return
+        images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        n, k = min(self.cfg.train.sdlm_samples, len(labels)), self.k
+        for b in range(len(self.bufs)):  # the kernel swaps the weights with their squares
+            rows = self._rows(b)
+            rows[k.WSAVE:k.WSAVE + k.NPARAM] = rows[:k.NPARAM]
+            rows[k.HESS:k.HESS + k.NPARAM] = 0
+        self._run([(buf, images, labels, self._no_keep(), 0, n, k.ESTIMATE, self._no_lr(),
+                    self.curvature_options, self._no_out()) for buf in self.bufs])
+        for b in range(len(self.bufs)):  # sdlm.SDLM.begin_pass: the mean over the n patterns
+            self._rows(b)[k.HESS:k.HESS + k.NPARAM] /= self.dtype.type(n)
+            self._set_inverse(b)
+        self.estimated = True
+
+    def _set_inverse(self, b: int) -> None:
+        """INV = 1 / (mu + h), each lane with its mu (sdlm.SDLM._set)."""
+        k, rows = self.k, self._rows(b)
+        rows[k.INV:k.INV + k.NPARAM] = self.dtype.type(1) / (self.mu[b]
+                                                              + rows[k.HESS:k.HESS + k.NPARAM])
+
+    def train_steps(self, images, labels, start: int, stop: int, lr,
+                    keep: np.ndarray | None = None) -> np.ndarray:
+        """One update per pattern images[start:stop] for every model; losses (K, stop-start).
+        lr: each model's SGD lr or SDLM eps (K,) (a number: the same for all); keep: each
+        model's dropout masks for the pass (K, N, 192), `train.loop.dropout_keep`."""
+        images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
+        k, n = self.k, stop - start
+        lr = np.broadcast_to(np.asarray(lr, np.float64), (self.n_models,))
+        wanted = (self.n_models, len(labels), k.MAPS * k.N2)
+        if self.options.dropout and (keep is None or np.shape(keep) != wanted):
+            raise ConfigError("model.dropout needs each model's keep-masks for the pass: "
+                              "train_steps(..., keep=np.stack([dropout_keep(cfg, pass, "
+                              "len(labels)) for cfg in cfgs]))")
+        jobs, losses = [], np.zeros((len(self.bufs), n, k.LANES))
+        for b, buf in enumerate(self.bufs):
+            models = range(b * k.LANES, min((b + 1) * k.LANES, self.n_models))
+            lrs = self._no_lr()
+            lrs[:len(models)] = lr[models.start:models.stop]
+            block_keep = self._no_keep()
+            if self.options.dropout:  # (K, N, 192) -> (n, 192, LANES), padded lanes: 1
+                block_keep = np.ones((n, k.MAPS * k.N2, k.LANES), self.dtype)
+                block_keep[:, :, :len(models)] = np.moveaxis(
+                    np.asarray(keep[models.start:models.stop, start:stop]), 0, -1)
+            jobs.append((buf, images, labels, block_keep, start, stop, k.TRAIN, lrs,
+                         self.options, losses[b]))
+        self._run(jobs)
+        return losses.transpose(0, 2, 1).reshape(-1, n)[:self.n_models]
+
+    def predict(self, images: np.ndarray, models=None) -> np.ndarray:
+        """Each model's outputs (len(models), N, 10), float64; `models`: a subset, in order.
+        Each block needed runs on a copy of its buffer, its patterns split over the threads."""
+        images, models, k = _contiguous(images), self._models(models), self.k
+        blocks = sorted({m // k.LANES for m in models})
+        n = len(images)
+        parts = max(1, min(n, self.threads // len(blocks)))
+        outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        from lecun1989.engines.fast import _aligned_copy
+
+        self._run([(_aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
+                    int(lo), int(hi), k.PREDICT, self._no_lr(), self.eval_options,
+                    outs[b][lo * k.OUT:hi * k.OUT])
+                   for b in blocks for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+        return np.stack([outs[m // k.LANES].reshape(n, k.OUT, k.LANES)[:, :, m % k.LANES]
+                         for m in models])
+
+    def params(self, models=None) -> list[dict[str, np.ndarray]]:
+        """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
+        return [self._get(m) for m in self._models(models)]
+
+    def optimizer_state(self, models=None) -> list[dict[str, np.ndarray]]:
+        """As the fast engine's: SDLM's h by parameter name ({} for sgd or before the first
+        estimate), or AdamW's moments ("exp_avg.<name>", "exp_avg_sq.<name>") and "step"."""
+        k, out = self.k, []
+        for m in self._models(models):
+            if self.adamw:
+                b, lane = divmod(m, k.LANES)
+                out.append({**{f"exp_avg.{n}": v for n, v in self._get(m, k.EXP_AVG).items()},
+                            **{f"exp_avg_sq.{n}": v
+                               for n, v in self._get(m, k.EXP_AVG_SQ).items()},
+                            "step": self._rows(b)[k.ADAM_STEP, lane:lane + 1].copy()})
+            elif self.sdlm and self.estimated:
+                out.append(self._get(m, k.HESS))
+            else:
+                out.append({})
+        return out
+
+    def load_optimizer_state(self, states: list[dict[str, np.ndarray]]) -> None:
+        """Restore what `optimizer_state` returned (SDLM's h; {} leaves it un-estimated)."""
+        if len(states) != self.n_models:
+            raise ConfigError(f"{len(states)} optimizer states for {self.n_models} models")
+        if not (self.sdlm or self.adamw) or not any(states):
+            return
+        k = self.k
+        wanted = ([f"{m}.{n}" for m in ("exp_avg", "exp_avg_sq") for n in PARAM_NAMES]
+                  + ["step"] if self.adamw else list(PARAM_NAMES))
+        for state in states:
+            missing = [n for n in wanted if n not in state]
+            if missing:
+                raise CheckpointError(f"the optimizer state lacks {missing}; resume from a "
+                                      f"checkpoint written with optimizer="
+                                      f"{self.cfg.train.optimizer}")
+        for m, state in enumerate(states):
+            b, lane = divmod(m, k.LANES)
+            if self.adamw:
+                for moment, base in (("exp_avg", k.EXP_AVG), ("exp_avg_sq", k.EXP_AVG_SQ)):
+                    self._put(b, lane, {n: state[f"{moment}.{n}"] for n in PARAM_NAMES}, base)
+                self._rows(b)[k.ADAM_STEP, lane] = np.asarray(state["step"]).reshape(-1)[0]
+            else:
+                self._put(b, lane, state, k.HESS)
+        if self.sdlm:
+            for b in range(len(self.bufs)):
+                self._set_inverse(b)
+            self.estimated = True
+
+    # --- running the kernels ---------------------------------------------------------------
+
+    def _no_keep(self):
+        return np.zeros((0, self.k.MAPS * self.k.N2, self.k.LANES), self.dtype)
+
+    def _no_lr(self):
+        return np.zeros(self.k.LANES)
+
+    def _no_labels(self):
+        return np.zeros(0, np.int64)
+
+    def _no_out(self):
+        return np.zeros((0, self.k.LANES))
+
+    def _run(self, jobs: list) -> None:
+        """Run `run` for each job (a block's arguments) on up to `threads` threads (the
+        kernels release the GIL), each with its own scratch for the shared input."""
+        k = self.k
+        jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
+                 stop, job, lrs, self.weight_decay, o, out)
+                for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
+        key = (self.dtype, jobs[0][3].dtype)
+        if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
+            with _vectorizer_settings():
+                try:
+                    with _compile_in_helper(k):
+                        k.run(*jobs[0])
+                except _CompiledElsewhere:
+                    k.run(*jobs[0])  # loads what the helper saved
+            _COMPILED.add(key)
+            jobs = jobs[1:]
+        if self.threads == 1 or len(jobs) <= 1:
+            for args in jobs:
+                k.run(*args)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lanes-engine")
+        for future in [self._pool.submit(k.run, *args) for args in jobs]:
+            future.result()
+
+
+def _contiguous(images: np.ndarray) -> np.ndarray:
+    """(N, 1, 16, 16) C-ordered; float32 stays float32 (the kernels cast per pixel)."""
+    images = np.ascontiguousarray(images)
+    if images.ndim != 4 or images.shape[1:] != (1, 16, 16):
+        raise DataError(f"the lanes engine takes images of shape (N, 1, 16, 16), got "
+                        f"{images.shape}; use 16x16 digits (model.input_size=16)")
+    if images.dtype not in (np.float32, np.float64):
+        images = images.astype(np.float32)
+    return images
