@@ -100,7 +100,7 @@ class RunConfig:
 
     preset: str = _f("paper", "the preset the run started from (informative)")
     seed: int = _f(0, "fixes the initial weights (and any shuffling or augmentation)")
-    engine: str = _f("auto", "'auto', 'reference' or 'fast'")
+    engine: str = _f("auto", "'auto', 'reference', 'fast' or 'lanes' (engines/__init__.py)")
     device: str = _f("auto", "where the reference engine computes: 'auto' (CUDA when torch "
                      "sees a GPU, as the original notebook's get_device()), 'cpu' or 'cuda'")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -377,7 +377,7 @@ _CHOICES = {
     ("model", "input_size"): (16, 28),
     ("train", "optimizer"): ("sgd", "sdlm", "adamw"),
     ("train", "loss"): ("mse", "cross_entropy"),
-    (None, "engine"): ("auto", "reference", "fast"),
+    (None, "engine"): ("auto", "reference", "fast", "lanes"),
     (None, "device"): ("auto", "cpu", "cuda"),
 }
 

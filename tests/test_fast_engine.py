@@ -378,7 +378,7 @@ def test_every_region_starts_on_a_cache_line():
     """The layout's regions are 64-byte aligned in a 64-byte-aligned buffer (misaligned
     regions were slower: BENCHMARKS.md); predict's private copies too."""
     from lecun1989.engines import _kernels as k
-    from lecun1989.engines.fast import _aligned_copy
+    from lecun1989.engines._buffers import aligned_copy
 
     regions = [v for name, v in vars(k).items() if name.isupper() and isinstance(v, int)
                and name not in ("MAPS", "TAPS", "TP", "XS", "HS", "N1", "N2", "S2", "HP", "OUT",
@@ -389,4 +389,4 @@ def test_every_region_starts_on_a_cache_line():
         batch = FastEngine([cfg, _cfg(f"model.dtype={dtype}", "seed=1")],
                            [init_params(cfg.model, s) for s in (0, 1)])
         assert all(row.ctypes.data % 64 == 0 for row in batch.bufs)
-        assert _aligned_copy(batch.bufs[1]).ctypes.data % 64 == 0
+        assert aligned_copy(batch.bufs[1]).ctypes.data % 64 == 0

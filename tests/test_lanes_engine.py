@@ -7,8 +7,11 @@ import pytest
 
 from lecun1989 import data as datasets
 from lecun1989.config import RunConfig, apply_overrides, preset
+from lecun1989.engines import lanes as lanes_module
 from lecun1989.engines._lanes_kernels import LANES, tanh_array
-from lecun1989.engines.lanes import SUPPORTS, LanesEngine, _flat, unsupported
+from lecun1989.engines.base import config_fields
+from lecun1989.engines.base import unsupported as why_unsupported
+from lecun1989.engines.lanes import SUPPORTS, LanesEngine
 from lecun1989.engines.reference import ReferenceEngine
 from lecun1989.errors import ConfigError
 from lecun1989.model import PARAM_NAMES, init_params
@@ -33,6 +36,10 @@ def _cfg(*overrides):
     return apply_overrides(preset("paper"), ["train.sdlm_samples=60", *overrides])
 
 
+def unsupported(cfgs):
+    return why_unsupported(lanes_module, cfgs)
+
+
 def _rel(a, b) -> float:
     return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
@@ -40,12 +47,12 @@ def _rel(a, b) -> float:
 def _reference(cfg, params, x, y, lr, steps, keep, test_images) -> dict:
     """One model on the reference engine: SDLM's h after begin_pass, the losses of `steps`
     steps, the parameters and the test outputs after them (the oracle, in one place)."""
-    ref = ReferenceEngine(cfg, params)
+    ref = ReferenceEngine([cfg], [params])
     ref.begin_pass(0, x, y)
-    h = ref.optimizer_state()
-    losses = ref.train_steps(x, y, 0, steps, lr, keep)
-    return {"h": h, "losses": losses, "params": ref.params(),
-            "outputs": ref.predict(test_images)}
+    h = ref.optimizer_state()[0]
+    losses = ref.train_steps(x, y, 0, steps, np.array([lr]), None if keep is None else keep[None])
+    return {"h": h, "losses": losses[0], "params": ref.params()[0],
+            "outputs": ref.predict(test_images)[0]}
 
 
 LINEAR_CE = ["train.loss=cross_entropy", "model.output_activation=false",
@@ -177,13 +184,13 @@ def test_optimizer_state_resumes_exactly(digits, optimizer):
     if optimizer == "adamw":
         assert state["step"][0] == 40 and len(state) == 2 * len(PARAM_NAMES) + 1
         return
-    ref = ReferenceEngine(cfgs[1], a.params()[1])  # the state is the reference's too
-    ref.load_optimizer_state(state)
-    assert ref.optimizer_state().keys() == state.keys()
+    ref = ReferenceEngine([cfgs[1]], [a.params()[1]])  # the state is the reference's too
+    ref.load_optimizer_state([state])
+    assert ref.optimizer_state()[0].keys() == state.keys()
 
 
 def test_every_config_field_is_declared():
-    assert set(_flat(RunConfig())) == set(SUPPORTS)
+    assert set(config_fields(RunConfig())) == set(SUPPORTS)
 
 
 @pytest.mark.parametrize(("cfgs", "named"), [

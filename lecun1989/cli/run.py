@@ -33,9 +33,11 @@ def add_run_args(p: argparse.ArgumentParser, default_preset: str = "paper") -> N
     p.add_argument("--seed", type=int, default=None,
                    help="fixes the initial weights, and any shuffling (default: the preset's, 0)")
     p.add_argument("--seeds", default=None, metavar="SEEDS", help=SEEDS_HELP)
-    p.add_argument("--engine", default=None, choices=("auto", "reference", "fast"),
+    p.add_argument("--engine", default=None, choices=("auto", "reference", "fast", "lanes"),
                    help="auto: the fastest engine that supports the configuration, and it says "
-                        "why; reference: PyTorch, every option; fast: compiled (default: auto)")
+                        "why; reference: PyTorch, every option; fast: compiled, one model per "
+                        "core; lanes: compiled, many models in lockstep (auto's choice for 4 "
+                        "seeds or more) (default: auto)")
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
                    help="where the reference engine computes: auto is CUDA when torch sees a "
                         "GPU, as the original notebook's get_device(); the fast engine is CPU "

@@ -2,6 +2,8 @@
 
     reference   PyTorch eager, autograd: the oracle; every configuration
     fast        compiled whole passes (Numba), one model per core at a time
+    lanes       compiled, K models in lockstep in SIMD lanes (blocks of 16): many seeds or
+                settings at once
 
 `choose_engine` resolves `engine="auto"` from the declarations, `make_engine` builds one.
 A new engine is a module with NAME, SUPPORTS, PER_MODEL, RULES and a class, plus one line in
@@ -18,11 +20,17 @@ from lecun1989.config import RunConfig
 from lecun1989.engines.base import Engine, ModelView, unsupported
 from lecun1989.errors import ConfigError
 
-# name -> (module, class); `auto` takes the first that supports a configuration.
+# name -> (module, class); `auto` takes the first that supports a configuration, for one
+# model; for MANY_MODELS models or more, lanes first (16 lanes cost about what 3-4 models do
+# on the fast engine: BENCHMARKS.md).
 ENGINES = {
     "fast": ("lecun1989.engines.fast", "FastEngine"),
     "reference": ("lecun1989.engines.reference", "ReferenceEngine"),
+    "lanes": ("lecun1989.engines.lanes", "LanesEngine"),
 }
+SINGLE = ("fast", "reference")
+MANY = ("lanes", "fast", "reference")
+MANY_MODELS = 4
 
 
 def why_not(name: str, cfgs: list[RunConfig]) -> str | None:
@@ -45,7 +53,7 @@ def choose_engine(cfgs: RunConfig | list[RunConfig]) -> tuple[str, str]:
             raise ConfigError(f"--engine {wanted}: {reason}; use --engine auto")
         return wanted, "chosen with --engine"
     reasons = []
-    for name in ENGINES:
+    for name in MANY if len(cfgs) >= MANY_MODELS else SINGLE:
         reason = why_not(name, cfgs)
         if reason is None:
             because = f"; {'; '.join(reasons)}" if reasons else ""

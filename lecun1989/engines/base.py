@@ -84,6 +84,12 @@ def unsupported(engine, cfgs: Sequence[RunConfig]) -> str | None:
             if value != first[key] and key not in engine.PER_MODEL:
                 return (f"the models of one {name} engine may differ only in "
                         f"{', '.join(sorted(engine.PER_MODEL))}, not in {key}")
+    if len({c.seed for c in cfgs}) > 1 and any(c.train.shuffle or c.train.augment_shift
+                                              for c in cfgs):
+        # An engine takes one array of patterns: with shuffle or shifts, the seed picks them.
+        return (f"the {name} engine trains models side by side on the same patterns; with "
+                "train.shuffle or train.augment_shift each seed sees others: train each seed "
+                "in its own engine")
     return None
 
 

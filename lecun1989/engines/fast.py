@@ -21,6 +21,7 @@ import numpy as np
 
 from lecun1989.config import RunConfig
 from lecun1989.engines import _compile
+from lecun1989.engines._buffers import aligned_copy, aligned_zeros
 from lecun1989.engines.base import ANY, Only, model_indices
 from lecun1989.engines.reference import SUPPORTS as _EVERY_FIELD
 from lecun1989.errors import CheckpointError, ConfigError, DataError
@@ -104,7 +105,7 @@ class FastEngine:
         self._no_labels, self._no_out = np.zeros(0, np.int64), np.zeros((0, k.OUT))
         self.mu = self.dtype.type(cfg.train.sdlm_mu)
         self.estimated = False  # SDLM: h holds an estimate
-        self.bufs = _aligned_zeros((len(cfgs), k.SIZE), self.dtype)
+        self.bufs = aligned_zeros((len(cfgs), k.SIZE), self.dtype)
         self.bufs[:, k.INV:k.INV + k.NPARAM] = 1  # plain SGD until SDLM estimates h
         for buf, params in zip(self.bufs, params_list, strict=True):
             self._put(buf, params)
@@ -202,7 +203,7 @@ class FastEngine:
         """Each model's outputs (K, N, 10), float64; `models`: a subset, in that order."""
         images, models = _contiguous(images), model_indices(models, len(self.bufs))
         out = np.empty((len(models), len(images), self.k.OUT))
-        self._run([(self.k.run, (_aligned_copy(self.bufs[m]), self.table, images,
+        self._run([(self.k.run, (aligned_copy(self.bufs[m]), self.table, images,
                                  self._no_labels, self._no_keep, first,
                                  min(first + block, len(images)), self.k.PREDICT, 0.0, 0.0,
                                  self.eval_options, model_out[first:first + block]))
@@ -267,22 +268,6 @@ class FastEngine:
                 self._put(buf, state, k.HESS)
                 self._set_inverse(buf)
         self.estimated = self.sdlm
-
-
-def _aligned_zeros(shape: tuple[int, ...], dtype, align: int = 64) -> np.ndarray:
-    """Zeros starting at a multiple of `align` bytes (numpy only promises 16): the kernels'
-    regions are laid out 64-byte aligned from there (_kernels._after); with numpy's own
-    alignment the speed depended on where malloc put the buffer (BENCHMARKS.md)."""
-    dtype = np.dtype(dtype)
-    raw = np.zeros(int(np.prod(shape)) * dtype.itemsize + align, np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start:start + int(np.prod(shape)) * dtype.itemsize].view(dtype).reshape(shape)
-
-
-def _aligned_copy(a: np.ndarray) -> np.ndarray:
-    out = _aligned_zeros(a.shape, a.dtype)
-    out[...] = a
-    return out
 
 
 def _contiguous(images: np.ndarray) -> np.ndarray:

@@ -30,28 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, is_dataclass
 
 import numpy as np
 
 from lecun1989.config import RunConfig
+from lecun1989.engines import _compile
+from lecun1989.engines._buffers import aligned_copy, aligned_zeros
+from lecun1989.engines.base import ANY, unsupported
 from lecun1989.errors import CheckpointError, ConfigError, DataError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
-ANY = object()  # SUPPORTS: every valid value
-
-
-class Rule:
-    """SUPPORTS: a one-line predicate on a field's value, with what it allows in words."""
-
-    def __init__(self, test, text: str):
-        self.test, self.text = test, text
-
-
+NAME = "lanes"
 SUPPORTS: dict[str, object] = {
     "preset": ANY, "seed": ANY, "engine": ANY,
+    "device": ("auto", "cpu"),  # compiled for the CPU (auto: the fastest engine)
     "model.input_size": (16,),  # the kernels' layout (NC89 §2: 16x16 digits)
     "model.conv": ANY,  # native and unfold compute the same function
     "model.bias": ("unit", "map"), "model.table": ANY, "model.pad_value": ANY,
@@ -62,7 +57,7 @@ SUPPORTS: dict[str, object] = {
     "train.passes": ANY, "train.optimizer": ("sgd", "sdlm", "adamw"), "train.lr": ANY,
     "train.lr_schedule": ANY, "train.lr_final": ANY, "train.weight_decay": ANY,
     "train.loss": ("mse", "cross_entropy"), "train.target": ANY,
-    "train.shuffle": ANY, "train.augment_shift": ANY,  # with one seed only (`unsupported`)
+    "train.shuffle": ANY, "train.augment_shift": ANY,  # with one seed only (engines/base.py)
     "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.loss_every": ANY,
     "train.history_every": ANY, "train.snapshot_every": ANY,
     "data.name": ANY, "data.data_dir": ANY, "data.sample_seed": ANY,
@@ -73,54 +68,7 @@ SUPPORTS: dict[str, object] = {
 PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train.lr_final",
                        "train.sdlm_mu", "train.target", "model.init", "model.bias_init",
                        "model.output_bias_init"})
-# Fields that make the seed choose each model's patterns when this holds: then the models
-# must share the seed.
-SEED_PICKS_PATTERNS = {"train.shuffle": Rule(bool, "on"),
-                       "train.augment_shift": Rule(lambda v: v > 0, "above 0")}
-
-
-def _flat(cfg) -> dict[str, object]:
-    """A config's fields by dotted name."""
-    out = {}
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if is_dataclass(value):
-            out.update({f"{f.name}.{k}": v for k, v in _flat(value).items()})
-        else:
-            out[f.name] = value
-    return out
-
-
-def unsupported(cfgs: list[RunConfig], name: str = "lanes", supports=None, per_model=None,
-                seed_picks=None) -> str | None:
-    """Why these models cannot train together in the engine (one line), or None. Generic:
-    another engine passes its own name, SUPPORTS, PER_MODEL and SEED_PICKS_PATTERNS."""
-    supports = SUPPORTS if supports is None else supports
-    per_model = PER_MODEL if per_model is None else per_model
-    seed_picks = SEED_PICKS_PATTERNS if seed_picks is None else seed_picks
-    flats = [_flat(c) for c in cfgs]
-    for key in flats[0]:
-        allowed = supports.get(key)
-        for flat in flats:
-            value = flat[key]
-            if allowed is None:
-                return f"the {name} engine does not know {key} (add it to its SUPPORTS)"
-            if isinstance(allowed, Rule) and not allowed.test(value):
-                return f"the {name} engine supports {key} {allowed.text}, not {value!r}"
-            if isinstance(allowed, tuple) and value not in allowed:
-                return (f"the {name} engine does not support {key}={value!r} "
-                        f"(only {', '.join(map(repr, allowed))})")
-        values = [flat[key] for flat in flats]
-        if key not in per_model and any(v != values[0] for v in values):
-            return (f"the models of one {name} engine must share {key} (got "
-                    f"{values[0]!r} and {next(v for v in values if v != values[0])!r}); "
-                    f"train them separately")
-    for key, rule in seed_picks.items():
-        if any(rule.test(f[key]) for f in flats) and len({f["seed"] for f in flats}) > 1:
-            return (f"the {name} engine trains models of different seeds only on the same "
-                    f"patterns: {key} {rule.text} lets the seed pick them; train each seed "
-                    f"separately")
-    return None
+RULES: list = []
 
 
 def _kernels():
@@ -242,9 +190,7 @@ def _vectorizer_settings():
     change the speed only, never the numbers (no fastmath)."""
     from numba.core import config
 
-    from lecun1989.engines.fast import _SLP_LOCK, _compile_lock
-
-    with _SLP_LOCK, _compile_lock():
+    with _compile._SLP_LOCK, _compile.compile_lock():
         old = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
         config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
         try:
@@ -262,9 +208,9 @@ class LanesEngine:
                  threads: int | None = None):
         if not cfgs or len(cfgs) != len(params):
             raise ConfigError("LanesEngine needs one config per parameter set (at least 1)")
-        reason = unsupported(cfgs)
+        reason = unsupported(sys.modules[__name__], cfgs)
         if reason:
-            raise ConfigError(reason)
+            raise ConfigError(f"--engine lanes: {reason}")
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.threads = threads or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
@@ -286,9 +232,7 @@ class LanesEngine:
         self.weight_decay = float(t.weight_decay)
         self.estimated = False  # SDLM: h holds an estimate
         n_blocks = -(-len(cfgs) // k.LANES)
-        from lecun1989.engines.fast import _aligned_zeros
-
-        self.bufs = _aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
+        self.bufs = aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
         self.mu = np.ones((n_blocks, k.LANES), self.dtype)  # padded lanes: mu 1, lr 0
         for b in range(n_blocks if self.sdlm else 0):  # SDLM: plain SGD until estimated
             self._rows(b)[k.INV:k.INV + k.NPARAM] = 1
@@ -389,6 +333,13 @@ class LanesEngine:
         self._run(jobs)
         return losses.transpose(0, 2, 1).reshape(-1, n)[:self.n_models]
 
+    def warm_up(self, images: np.ndarray, log=print) -> None:
+        """Compile the kernels for these images (or load them from numba's cache) now, saying
+        so when it will take a while, so that compile time is not counted as training."""
+        if not any(key[0] == self.dtype.name for key in _COMPILED):
+            log("preparing the lanes engine (its first run ever compiles it)")
+        self.predict(images[:1], [0])
+
     def predict(self, images: np.ndarray, models=None) -> np.ndarray:
         """Each model's outputs (len(models), N, 10), float64; `models`: a subset, in order.
         Each block needed runs on a copy of its buffer, its patterns split over the threads."""
@@ -398,9 +349,8 @@ class LanesEngine:
         parts = max(1, min(n, self.threads // len(blocks)))
         outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
         bounds = np.linspace(0, n, parts + 1).astype(int)
-        from lecun1989.engines.fast import _aligned_copy
 
-        self._run([(_aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
+        self._run([(aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
                     int(lo), int(hi), k.PREDICT, self._no_lr(), self.eval_options,
                     outs[b][lo * k.OUT:hi * k.OUT])
                    for b in blocks for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
