@@ -36,11 +36,11 @@ USPS = ROOT.parent / "shared" / "data" / "usps"
 
 def digits(data_dir: str | None):
     """USPS (7291/2007) if available, else random [-1, 1] arrays of the same shapes."""
-    from lecun1989.train.loop import RunData  # noqa: PLC0415
+    from lecun1989.train.loop import RunData
 
     folder = Path(data_dir) if data_dir else USPS
     if (folder / "zip.train.gz").is_file():
-        from lecun1989 import data  # noqa: PLC0415
+        from lecun1989 import data
 
         d = data.load("usps", data_dir=str(folder))
         return RunData("usps", d.train_images, d.train_labels, d.test_images, d.test_labels)
@@ -52,7 +52,7 @@ def digits(data_dir: str | None):
 
 def config(name: str, *overrides):
     """A preset ("paper": SDLM, "paper-sgd": plain SGD) with --set style overrides."""
-    from lecun1989.config import apply_overrides, preset  # noqa: PLC0415
+    from lecun1989.config import apply_overrides, preset
 
     return apply_overrides(preset(name), list(overrides))
 
@@ -73,21 +73,20 @@ def per_step(data, reps: int) -> dict:
     repetition down, so the least is the code's own speed, the median what a user may
     see). The engines take turns, one repetition each, so that a neighbour's busy second
     slows all of them alike rather than all the repetitions of one."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from lecun1989.engines.fast import FastEngineBatch  # noqa: PLC0415
-    from lecun1989.engines.reference import ReferenceEngine  # noqa: PLC0415
-    from lecun1989.model import init_params  # noqa: PLC0415
+    from lecun1989.engines.fast import FastEngine
+    from lecun1989.engines.reference import ReferenceEngine
+    from lecun1989.model import init_params
 
     torch.set_num_threads(1)
     engines = {}  # name: (engine, steps per repetition)
     for dtype in ("float32", "float64"):
         cfg = config("paper-sgd", f"model.dtype={dtype}")
-        engines[f"reference_{dtype}"] = ReferenceEngine(cfg, init_params(cfg.model, 0)), 100
-        engines[f"fast_{dtype}"] = _single(FastEngineBatch(
-            [cfg], [init_params(cfg.model, 0)], threads=1)), 2000
+        engines[f"reference_{dtype}"] = ReferenceEngine([cfg], [init_params(cfg.model, 0)]), 100
+        engines[f"fast_{dtype}"] = FastEngine([cfg], [init_params(cfg.model, 0)], threads=1), 2000
     cfg = config("paper", "model.dtype=float32")
-    sdlm = _single(FastEngineBatch([cfg], [init_params(cfg.model, 0)], threads=1))
+    sdlm = FastEngine([cfg], [init_params(cfg.model, 0)], threads=1)
     sdlm.begin_pass(0, data.train_images, data.train_labels)
     engines["fast_sdlm_float32"] = sdlm, 2000
     for engine, _ in engines.values():  # warm (compiles the fast engine)
@@ -104,23 +103,10 @@ def per_step(data, reps: int) -> dict:
     return out
 
 
-class _single:
-    """A FastEngineBatch of one, as an engine (1 thread, for the per-step figures)."""
-
-    def __init__(self, batch):
-        self.batch = batch
-
-    def begin_pass(self, p, x, y):
-        self.batch.begin_pass(p, x, y)
-
-    def train_steps(self, x, y, start, stop, lr):
-        return self.batch.train_steps(x, y, start, stop, lr)[0]
-
-
 def reproduction_seconds(data, name: str) -> tuple[float, float, dict]:
     """Wall and CPU seconds of `fit` with preset `name` (fast engine, its 23 passes and
     evaluations, float32, all cores) after compilation; its final metrics."""
-    from lecun1989.train.loop import fit  # noqa: PLC0415
+    from lecun1989.train.loop import fit
 
     cfg = config(name, "engine=fast")
     fit(config(name, "engine=fast", "train.passes=1"), _head(data, 200), progress=False,
@@ -131,7 +117,7 @@ def reproduction_seconds(data, name: str) -> tuple[float, float, dict]:
 
 
 def _head(data, n: int):
-    from lecun1989.train.loop import RunData  # noqa: PLC0415
+    from lecun1989.train.loop import RunData
 
     return RunData(data.name, data.train_images[:n], data.train_labels[:n],
                    data.test_images[:n], data.test_labels[:n])
@@ -144,9 +130,9 @@ def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200
     threads) with float32 SGD, float64 SGD and float32 SDLM. The engines take turns, one
     repetition each. Also the lanes' CPU time per model-step (both threads' together: what a
     loaded machine does not inflate as much as the wall time)."""
-    from lecun1989.engines.fast import FastEngine  # noqa: PLC0415
+    from lecun1989.engines.fast import FastEngine
     from lecun1989.engines.lanes import LanesEngine
-    from lecun1989.model import init_params  # noqa: PLC0415
+    from lecun1989.model import init_params
 
     def cfgs(name, *overrides):
         return [config(name, f"seed={s}", *overrides) for s in range(k)]
@@ -157,7 +143,7 @@ def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200
     x, y = data.train_images, data.train_labels
     sgd, sgd64, sdlm = (cfgs("paper-sgd"), cfgs("paper-sgd", "model.dtype=float64"),
                         cfgs("paper"))
-    engines = {"models64": FastEngine.many(sgd, params(sgd), threads),
+    engines = {"models64": FastEngine(sgd, params(sgd), threads),
                "lanes": LanesEngine(sgd, params(sgd), threads),
                "lanes_float64": LanesEngine(sgd64, params(sgd64), threads),
                "lanes_sdlm": LanesEngine(sdlm, params(sdlm), threads)}
@@ -193,7 +179,7 @@ cfg = preset(name)
 rng = np.random.default_rng(0)
 x = rng.uniform(-1, 1, (7291, 1, 16, 16)).astype(np.float32)
 y = rng.integers(0, 10, 7291)
-engine = FastEngine(cfg, init_params(cfg.model, 0))
+engine = FastEngine([cfg], [init_params(cfg.model, 0)])
 for p in range(passes):
     engine.begin_pass(p, x, y)
     for s in range(0, len(y) if passes > 1 else 10, 100):
@@ -253,7 +239,7 @@ def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in
                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
                   if line.startswith("Model name")), platform.processor())
-    from lecun1989.train.loop import versions  # noqa: PLC0415
+    from lecun1989.train.loop import versions
 
     v = versions()
     return {"cpu": model, "cores": os.cpu_count(), "load_average": os.getloadavg(),
@@ -269,7 +255,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=7, help="repetitions of each per-step figure")
     p.add_argument("--data-dir", default=None, help="folder with zip.train.gz, zip.test.gz")
     args = p.parse_args()
-    import numba  # noqa: PLC0415
+    import numba
 
     numba.set_num_threads(1)
     data = digits(args.data_dir)
