@@ -23,7 +23,6 @@ from lecun1989.config import RunConfig
 from lecun1989.engines import _compile
 from lecun1989.engines._buffers import aligned_copy, aligned_zeros
 from lecun1989.engines.base import ANY, Only, model_indices
-from lecun1989.engines.reference import SUPPORTS as _EVERY_FIELD
 from lecun1989.errors import CheckpointError, ConfigError, DataError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
@@ -35,22 +34,27 @@ _PHASE_ORDER = np.array([8 * (2 * a + ph // 2) + 2 * b + ph % 2
 
 NAME = "fast"
 # What the kernels compute (an allow-list: a new config value is refused until added here).
-SUPPORTS = {**dict.fromkeys(_EVERY_FIELD, ANY),
-            "engine": ANY,  # (which engine was asked for is the caller's business)
-            "device": ("auto", "cpu"),  # compiled for the CPU (auto: the fastest engine)
-            "model.input_size": (16,),  # the kernels' layout is fixed at 16x16
-            "model.conv": ("native", "unfold"),  # the same arithmetic: unfold only in PyTorch
-            "model.bias": ("unit", "map"),
-            "model.activation": ("tanh", "relu"),
-            "model.init": ("2.4/F", "2.4/sqrt(F)"),  # (initial weights come from init_params)
-            "model.bias_init": ("zeros", "uniform"),
-            "model.dtype": ("float32", "float64"),
-            "model.output_activation": (True, False),
-            "model.table": Only(lambda t: True, "any connection table"),
-            "train.optimizer": ("sgd", "sdlm", "adamw"),
-            "train.loss": ("mse", "cross_entropy"),
-            "train.shuffle": (False, True),
-            }
+SUPPORTS = {
+    "preset": ANY, "seed": ANY,
+    "engine": ANY,  # (which engine was asked for is the caller's business)
+    "device": ("auto", "cpu"),  # compiled for the CPU (auto: the fastest engine)
+    "model.input_size": (16,),  # the kernels' layout is fixed at 16x16 (NC89 §2)
+    "model.conv": ("native", "unfold"),  # the same arithmetic: unfold only in PyTorch
+    "model.bias": ("unit", "map"), "model.table": Only(lambda t: True, "any connection table"),
+    "model.pad_value": ANY, "model.activation": ("tanh", "relu"), "model.tanh_scale": ANY,
+    "model.tanh_slope": ANY, "model.output_activation": (True, False),
+    "model.init": ("2.4/F", "2.4/sqrt(F)"),  # (initial weights come from init_params)
+    "model.bias_init": ("zeros", "uniform"), "model.output_bias_init": ANY,
+    "model.dropout": ANY, "model.dtype": ("float32", "float64"),
+    "train.passes": ANY, "train.optimizer": ("sgd", "sdlm", "adamw"), "train.lr": ANY,
+    "train.lr_schedule": ANY, "train.lr_final": ANY, "train.weight_decay": ANY,
+    "train.loss": ("mse", "cross_entropy"), "train.target": ANY,
+    "train.shuffle": (False, True), "train.augment_shift": ANY,  # (the driver's patterns)
+    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.loss_every": ANY,
+    "train.history_every": ANY, "train.snapshot_every": ANY,
+    "data.name": ANY, "data.data_dir": ANY, "data.sample_seed": ANY,
+    "data.limit_train": ANY, "data.limit_test": ANY, "data.validation": ANY,
+}
 # Each model has its own buffer: per-model step sizes come from the driver, initial weights
 # from init_params; everything the kernels read from the config must be shared.
 PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train.lr_final",
