@@ -287,6 +287,15 @@ CASES = [
     Case("config-unknown-engine", lambda c: train(c, "--engine", "warp"), "invalid choice"),
     Case("config-dropout-one", lambda c: train(c, "--set", "dropout=1"), "must be below 1"),
     Case("config-unknown-command", lambda c: ["fly"], "invalid choice"),
+    Case("flag-and-set-passes-disagree",
+         lambda c: train(c, "--passes", "3", "--set", "train.passes=5"), "disagree"),
+    Case("flag-and-set-seed-disagree", lambda c: train(c, "--seed", "1", "--set", "seed=2"),
+         "disagree"),
+    Case("flag-and-set-data-disagree",
+         lambda c: train(c, "--data", "digits", "--set", "data.name=usps"), "disagree"),
+    Case("seeds-and-seed", lambda c: train(c, "--seeds", "0-2", "--seed", "1"),
+         "give only --seeds"),
+    Case("seeds-backwards", lambda c: train(c, "--seeds", "4-0"), "runs backwards"),
     Case("config-key-two-dots", lambda c: train(c, "--set", "model.nope.deep=1"),
          "a key is NAME or SECTION.NAME"),
     Case("config-key-empty-part", lambda c: train(c, "--set", "model..table=full"),
@@ -569,7 +578,8 @@ def _without_dac_override():
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def test_unreadable_data_and_unwritable_out_are_refused():
+def test_unreadable_data_and_unwritable_out_are_refused(finished_run):
+    """Also `plot` and `report` of a finished run in a folder this user cannot write to."""
     root = os.geteuid() == 0
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -580,11 +590,15 @@ def test_unreadable_data_and_unwritable_out_are_refused():
         (data / "zip.train").chmod(0)
         locked = tmp / "read-only"
         locked.mkdir()
+        shutil.copytree(finished_run, locked / "run")
+        (locked / "run").chmod(0o555)
         locked.chmod(0o555)
         runs = {
             "no permission to read it": ["train", "--data", "usps", "--data-dir", str(data),
                                          "--out", str(tmp / OUT)],
             "cannot write there": ["train", "--data", "digits", "--out", str(locked / OUT)],
+            "cannot write to": ["plot", str(locked / "run")],
+            "(permission); choose another folder": ["report", str(locked / "run")],
         }
         env = {**os.environ, "OMP_NUM_THREADS": "1", "LECUN1989_CACHE": str(tmp / "cache")}
         script = ("import json, sys; from lecun1989.cli.main import main; "
@@ -602,8 +616,12 @@ def test_unreadable_data_and_unwritable_out_are_refused():
         for rc, err, expect in zip(codes, errors, runs, strict=True):
             assert_refused(rc, err, expect)
         assert not (tmp / OUT).exists() and not (locked / OUT).exists()
+        assert sorted(p.name for p in (locked / "run").iterdir()) == sorted(
+            p.name for p in Path(finished_run).iterdir())  # nothing written, nothing lost
     finally:
         (tmp / "read-only").chmod(0o755)
+        if (tmp / "read-only" / "run").exists():
+            (tmp / "read-only" / "run").chmod(0o755)
         shutil.rmtree(tmp)
 
 
