@@ -130,6 +130,9 @@ def save_gif(frames: list[np.ndarray], path: str | os.PathLike, ms: int = 400) -
                               duration=[ms] * (len(images) - 1) + [2000], disposal=1)
 
 
+LEGEND_RUNS = 6  # runs named in the overlay's legend; beyond, the title counts them
+
+
 def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
     """Several runs' curves in one figure (e.g. the seed-<k>/ folders of a multi-seed run):
     {name: (read_loss(dir), metrics records)} -> rolling-mean loss, train and test error per pass.
@@ -137,8 +140,11 @@ def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
     fig = _figure(13, 4.6)
     ax_loss, ax_err = fig.subplots(1, 2)
     colors = matplotlib.colormaps["tab10"].colors
+    named = len(runs) <= LEGEND_RUNS  # more runs: one legend entry would hide the curves
     for k, (name, (loss, records)) in enumerate(runs.items()):
         color = colors[k % 10]
+        if not named:
+            name = "_"  # matplotlib leaves labels starting with "_" out of the legend
         if len(loss["step"]):
             per_pass = max(1, int(np.sum(loss["pass"] == loss["pass"][0])))
             window = min(len(loss["loss"]), max(5, per_pass // 4))
@@ -161,7 +167,10 @@ def runs_overlay(runs: dict[str, tuple[dict, list[dict]]]) -> Figure:
     ax_err.set_title("Error after each pass (solid: test, dotted: train)")
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2)
+        if named:
+            ax.legend(fontsize=7, ncol=2)
+    if not named:
+        ax_loss.set_title(f"Training loss of each of {len(runs)} runs (one colour each)")
     return fig
 
 
