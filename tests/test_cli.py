@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lecun1989 import paper
 from lecun1989.cli.main import build_parser, main
+from lecun1989.config import apply_overrides, preset
 from lecun1989.train import checkpoint, rundir
+from lecun1989.train.loop import load_run_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,3 +210,38 @@ def test_config_lists_every_key_with_its_value_type_allowed_values_and_meaning(c
     assert main(["config"]) == 0
     text = capsys.readouterr().out
     assert 'train.lr = 6e-05  (float; > 0)' in text and "SDLM" in text
+
+
+def test_a_folder_of_seeds_is_first_class(tmp_path, capsys):
+    """reproduce --seeds writes seed-<s>/ folders; evaluate, report, plot and predict take the
+    folder: every seed, and the spread or the vote."""
+    from PIL import Image
+
+    folder = tmp_path / "seeds"
+    common = ["--data", "digits", "--passes", "1", "--set", "data.limit_train=200",
+              "--set", "data.limit_test=50", "--quiet"]
+    assert main(["reproduce", *common, "--seeds", "2,5", "--out", str(folder)]) == 0
+    capsys.readouterr()
+    summaries = {s: json.loads((folder / f"seed-{s}" / rundir.SUMMARY).read_text())
+                 for s in (2, 5)}
+    assert main(["evaluate", str(folder), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for s, summary in summaries.items():
+        assert evaluated["seeds"][str(s)]["test"]["misses"] == summary["final"]["test"]["misses"]
+    errors = sorted(s["final"]["test"]["error"] for s in summaries.values())
+    assert evaluated["aggregate"]["test"]["error"]["min"] == errors[0]
+    assert main(["report", str(folder)]) == 0
+    md = (folder / "report.md").read_text()
+    assert "seed-2" in md and "seed-5" in md and (folder / "plots" / "overlay.png").is_file()
+    assert main(["plot", str(folder)]) == 0
+    for s in (2, 5):
+        assert (folder / f"seed-{s}" / "plots" / "loss.png").is_file()
+    picture = tmp_path / "digit.png"
+    digit = load_run_data(apply_overrides(preset("paper"), ["data.name=digits"])).test_images[0, 0]
+    Image.fromarray(np.round((1 - digit) / 2 * 255).astype(np.uint8)).resize((64, 64)).save(
+        picture)
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(picture)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["seed 2", "seed 5"]
+    assert lines[-1].startswith(f"{picture}: ") and "of 2 seeds" in lines[-1]

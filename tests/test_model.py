@@ -133,3 +133,19 @@ def test_notebook_geometry():
     out = model.layers(torch.zeros(2, 1, 28, 28))
     assert out["h1"].shape == (2, 12, 14, 14) and out["h2"].shape == (2, 12, 7, 7)
     assert out["out"].shape == (2, 10) and out["out"].dtype == torch.float64
+
+
+def test_one_field_decides_each_bias_tensor():
+    """bias_init reaches every bias, the output's too; output_bias_init, when set, overrides
+    the output biases alone (Karpathy's -1)."""
+    uniform = ModelConfig(bias_init="uniform")
+    params = init_params(uniform, 0)
+    shapes = layer_shapes(uniform)
+    for layer in ("h1", "h2", "h3", "out"):
+        b = params[f"{layer}_b"]
+        bound = 2.4 / fan_in(shapes[f"{layer}_w"])
+        assert len(np.unique(b)) == b.size > 1 and np.abs(b).max() <= bound, layer
+    assert not np.any(init_params(ModelConfig(), 0)["out_b"])  # zeros, the guess
+    karpathy = init_params(ModelConfig(bias_init="uniform", output_bias_init=-1.0), 0)
+    assert np.all(karpathy["out_b"] == -1) and np.array_equal(karpathy["h3_b"], params["h3_b"])
+    assert preset("karpathy").model.output_bias_init == -1.0

@@ -181,18 +181,7 @@ _rewrite_lines = files.write_jsonl  # replaced atomically
 
 # --- readers -----------------------------------------------------------------------------
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The complete records of a JSON-lines file ([] when absent; a torn last line is dropped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a run killed mid-write
-    return records
+read_jsonl = files.read_jsonl  # the complete records; a torn last line (a kill) is dropped
 
 
 def read_loss(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
