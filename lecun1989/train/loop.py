@@ -8,7 +8,8 @@ NC89 §4: one pattern per update, always in the same order, 23 passes; after eac
 train and test sets are evaluated (MSE, error rate, misses, reject for 1% error).
 
 A K-model run writes one run folder per seed (out/seed-<s>/, each what a one-model run
-writes) and out/seeds.json naming them; out/summary.json aggregates the seeds at the end.
+writes) and out/seeds.json naming them; out/summary.json aggregates the seeds at the end
+(seeds.py). What a pass presents: patterns.py; the data and their metrics: data.py.
 Models that see the same patterns in the same order train together in one engine; seed k
 of a K-model run equals a one-model run of seed k on the same engine, bit for bit.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import signal
 import sys
 import threading
@@ -29,137 +29,25 @@ from pathlib import Path
 
 import numpy as np
 
-from lecun1989 import data as datasets
 from lecun1989.config import PRESETS, RunConfig
-from lecun1989.data.base import DigitData, library_versions
 from lecun1989.engines import ModelView, choose_engine, device_of, make_engine
-from lecun1989.errors import CheckpointError, ConfigError, UserError
-from lecun1989.model.net import conv_out, init_params
-from lecun1989.model.tables import MAPS
-from lecun1989.stats import aggregate
+from lecun1989.errors import CheckpointError, UserError
+from lecun1989.model.net import init_params
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
+from lecun1989.train.data import RunData, data_sha256, evaluate, load_run_data, versions
 from lecun1989.train.metrics import MSE_CONVENTION, evaluate_outputs
 from lecun1989.train.metrics import format_metric as fmt
+from lecun1989.train.patterns import dropout_keep, lr_at, pass_data, patterns_depend_on_seed
 from lecun1989.train.runs import SEEDS
-
-LIBRARIES = ("lecun1989", "torch", "numpy", "numba", "llvmlite", "scikit-learn", "mlxtend",
-             "safetensors")
-# SEEDS (seeds.json) marks a K-model folder: {"seeds": [...], "dirs": [...], "config": ...}
-MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
-MAX_SEEDS = 10_000  # models in one run
-
-
-def versions() -> dict[str, str]:
-    """Python, platform and library versions (results drift with them)."""
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            **library_versions(LIBRARIES)}
-
-
-RunData = DigitData  # the arrays a run trains and evaluates on (one class for both)
-
-
-def load_run_data(cfg: RunConfig, **load_kwargs) -> DigitData:
-    """Load cfg.data (resolving "auto" in place), then apply limits and a validation split."""
-    d = cfg.data
-    data_dir = d.data_dir or datasets.data_dir_from_env()
-    note = ""
-    if d.name == "auto":
-        d.name, note = datasets.default_source(data_dir)
-    raw = datasets.load(d.name, geometry=cfg.model.input_size, data_dir=data_dir,
-                        seed=d.sample_seed, **load_kwargs)
-    xtr, ytr, xte, yte = raw.train_images, raw.train_labels, raw.test_images, raw.test_labels
-    manifest = dict(raw.manifest)
-    if d.validation:
-        if d.validation >= len(ytr):
-            raise UserError(f"data.validation={d.validation} must be below the "
-                            f"{len(ytr)} training digits")
-        # Model selection never sees the test set: the last N training digits stand in for it.
-        xte, yte = xtr[-d.validation:], ytr[-d.validation:]
-        xtr, ytr = xtr[:-d.validation], ytr[:-d.validation]
-        manifest["validation"] = f"test set replaced by the last {d.validation} training digits"
-    if d.limit_train:
-        xtr, ytr = xtr[:d.limit_train], ytr[:d.limit_train]
-    if d.limit_test:
-        xte, yte = xte[:d.limit_test], yte[:d.limit_test]
-    manifest["used"] = {"train": len(ytr), "test": len(yte)}
-    return DigitData(d.name, xtr, ytr, xte, yte, manifest, note)
-
-
-def data_sha256(data: RunData) -> str:
-    """A digest of the arrays a run trains and is evaluated on (resume refuses other data)."""
-    h = hashlib.sha256()
-    for a in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.reshape(-1).view(np.uint8))
-    return h.hexdigest()[:16]
-
-
-# --- what a pass presents: the same for every engine ---------------------------------------
-
-def lr_at(cfg: RunConfig, pass_index: int, step: int, total_steps: int) -> float:
-    """The step size for a pass: lr, replaced by lr_schedule entries, or a linear decay."""
-    t = cfg.train
-    lr = t.lr
-    for first_pass, value in sorted(t.lr_schedule or []):
-        if pass_index >= first_pass:
-            lr = value
-    if t.lr_final is not None:
-        lr = t.lr + (t.lr_final - t.lr) * step / max(total_steps - 1, 1)
-    return float(lr)
-
-
-def pass_data(cfg: RunConfig, pass_index: int, images: np.ndarray, labels: np.ndarray):
-    """The patterns of one pass: NC89's fixed order, or shuffled / shifted for ablations."""
-    t = cfg.train
-    if not t.shuffle and not t.augment_shift:
-        return images, labels
-    rng = np.random.default_rng([cfg.seed, pass_index])
-    order = rng.permutation(len(labels)) if t.shuffle else np.arange(len(labels))
-    images, labels = images[order], labels[order]
-    if t.augment_shift:
-        images = _shift(images, rng.integers(-t.augment_shift, t.augment_shift + 1,
-                                             size=(len(labels), 2)))
-    return images, labels
-
-
-def patterns_depend_on_seed(cfg: RunConfig) -> bool:
-    """True when each seed sees other patterns (shuffle, shifts): such models train apart."""
-    return bool(cfg.train.shuffle or cfg.train.augment_shift)
-
-
-def dropout_keep(cfg: RunConfig, pass_index: int, n: int) -> np.ndarray | None:
-    """The pass's dropout masks (n, 192) in the model's dtype: 1 / (1 - p) with probability
-    1 - p, else 0; None without dropout. Drawn here (seed, pass) for every engine alike: the
-    same run gives the same numbers on either engine and after a resume."""
-    p = cfg.model.dropout
-    if not p:
-        return None
-    rng = np.random.default_rng([cfg.seed, pass_index, 1])  # its own stream (pass_data: 2 keys)
-    size = MAPS * conv_out(conv_out(cfg.model.input_size)) ** 2  # H2's units
-    return ((rng.random((n, size)) >= p) / (1 - p)).astype(cfg.model.dtype)
-
-
-def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Translate each image by (dy, dx) pixels, filling with the background value."""
-    out = np.full_like(images, -1.0)  # the digits' background
-    size = images.shape[-1]
-    for i, (dy, dx) in enumerate(shifts):
-        ys, yd = slice(max(0, -dy), size - max(0, dy)), slice(max(0, dy), size - max(0, -dy))
-        xs, xd = slice(max(0, -dx), size - max(0, dx)), slice(max(0, dx), size - max(0, -dx))
-        out[i, :, yd, xd] = images[i, :, ys, xs]
-    return out
-
-
-def evaluate(predict: Callable[[np.ndarray], np.ndarray], data: RunData, cfg: RunConfig
-             ) -> dict:
-    """The paper's metrics on the train and test sets of the outputs `predict(images)` gives
-    (a ModelView's predict, or Net1989.predict_numpy: no training engine needed)."""
-    return {split: evaluate_outputs(predict(images), labels, cfg.train.target)
-            for split, images, labels in (("train", data.train_images, data.train_labels),
-                                          ("test", data.test_images, data.test_labels))}
-
+from lecun1989.train.seeds import (
+    parse_seeds,
+    resolve_out,
+    resume_config,
+    resume_seeds,
+    seed_dir,
+    seeds_summary,
+)
 
 # --- runs --------------------------------------------------------------------------------
 
@@ -220,39 +108,6 @@ class _StopSignals:
 Callbacks = Sequence | Callable[[RunConfig, Path | None], Sequence]
 
 
-def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
-    """Seeds from "0-4", "0,3,7", "2-3,9" or one number (that one seed); distinct, in order."""
-    if isinstance(text, int):
-        return [text]
-    if not isinstance(text, str):
-        seeds = [int(s) for s in text]
-    else:
-        seeds = []
-        for part in text.replace(" ", "").split(","):
-            lo, dash, hi = part.partition("-")
-            try:
-                first, last = int(lo), int(hi) if dash else int(lo)
-            except ValueError:
-                raise ConfigError(f"--seeds {text}: {part!r} is not a seed; write seeds as "
-                                  "0-4, 0,3,7 or 5 (one seed)") from None
-            if last < first:
-                raise ConfigError(f"--seeds {text}: the range {part} runs backwards; write "
-                                f"{last}-{first}")
-            seeds.extend(range(first, last + 1))
-            if len(seeds) > MAX_SEEDS:
-                break
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or \
-            max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
-        raise ConfigError(f"--seeds {text}: give up to {MAX_SEEDS} distinct seeds from 0 to "
-                        f"{MAX_SEED}, e.g. 0-4 or 0,3,7")
-    return seeds
-
-
-def seed_dir(seed: int) -> str:
-    """The folder of seed s inside a K-model run folder."""
-    return f"seed-{seed}"
-
-
 def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
         seeds: Iterable[int] | str | None = None, overwrite: bool = False,
         resume: bool = False, progress: bool = True, log=print,
@@ -273,7 +128,7 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
     many = seeds is not None or (resume and (Path(out) / SEEDS).is_file())
     root = Path(out) if out is not None else None
     if resume:
-        seed_list = _resume_seeds(root) if many else [cfg.seed]
+        seed_list = resume_seeds(root) if many else [cfg.seed]
         cfgs = [replace(cfg, seed=s) for s in seed_list]
         outs = [root / seed_dir(s) for s in seed_list] if many else [root]
     else:
@@ -362,18 +217,6 @@ def _prepare(root: Path | None, outs: list, many: bool, overwrite: bool, resume:
 
 def _callbacks(callbacks: Callbacks, m: _Model) -> list:
     return list(callbacks(m.cfg, m.out) if callable(callbacks) else callbacks)
-
-
-def seeds_summary(summaries: list[dict]) -> dict:
-    """summary.json of a K-model folder: the setup, each seed's final metrics, the aggregate."""
-    first = summaries[0]
-    return {"preset": first["preset"], "seeds": [s["seed"] for s in summaries],
-            "data": first["data"], "engine": first["engine"],
-            "seconds": max(s["seconds"] for s in summaries),
-            "mse_convention": first["mse_convention"],
-            "runs": [{"seed": s["seed"], "dir": seed_dir(s["seed"]), "final": s["final"]}
-                     for s in summaries],
-            "aggregate": aggregate(summaries)}
 
 
 def _config_record(m: _Model, why: str, data: RunData) -> dict:
@@ -539,33 +382,6 @@ def records_digest(records: list[dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _resume_seeds(root: Path) -> list[int]:
-    """The seeds of an interrupted K-model run, from its seeds.json."""
-    try:
-        seeds = json.loads((root / SEEDS).read_text())["seeds"]
-        return parse_seeds([int(s) for s in seeds])
-    except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{root / SEEDS}: unreadable ({e}); the folder is damaged: "
-                              "start the run again") from None
-
-
-def resume_config(out: str | os.PathLike) -> RunConfig:
-    """The config an interrupted run (one model, or K seeds) was started with."""
-    out = Path(out)
-    if (out / SEEDS).is_file():
-        first = _resume_seeds(out)[0]
-        return checkpoint.load(_checkpoint_path(out / seed_dir(first)))[0]
-    return checkpoint.load(_checkpoint_path(out))[0]
-
-
-def _checkpoint_path(out: Path) -> Path:
-    path = out / rundir.CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"{out}: no {rundir.CHECKPOINT} in it; pass the folder of an "
-                              "interrupted run")
-    return path
-
-
 def _resume(models: list[_Model], data: RunData, callbacks: Callbacks) -> list[dict]:
     """Each model's parameters and state from its checkpoint, checked against its folder."""
     params = []
@@ -682,18 +498,6 @@ def _pass_line(records: list[dict], passes: int, seeds: list[int] | None) -> str
 
     return (f"pass {m['pass']:2d}/{passes}  {len(seeds)} seeds, error median [min, max]: "
             f"train {spread('train')}  test {spread('test')}  {m['seconds']:7.1f}s")
-
-
-def resolve_out(out: str | os.PathLike | None, cfg: RunConfig, seeds: list[int] | None = None
-                ) -> Path:
-    """The run folder: --out, or a fresh timestamped one under runs/."""
-    if out:
-        return Path(out)
-    if seeds is None:
-        return rundir.default_out(cfg.preset, cfg.data.name, cfg.seed)
-    label = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else \
-        f"{len(seeds)}seeds"
-    return rundir.default_out(cfg.preset, cfg.data.name, label)
 
 
 __all__ = ["SEEDS", "Run", "RunData", "RunInterrupted", "data_sha256", "dropout_keep",
