@@ -21,9 +21,9 @@ import numpy as np
 
 from lecun1989.config import RunConfig
 from lecun1989.engines import _compile
-from lecun1989.engines._buffers import aligned_copy, aligned_zeros
+from lecun1989.engines._buffers import aligned_copy, aligned_zeros, digit_images
 from lecun1989.engines.base import ANY, Only, model_indices
-from lecun1989.errors import CheckpointError, ConfigError, DataError
+from lecun1989.errors import CheckpointError, ConfigError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
@@ -275,11 +275,4 @@ class FastEngine:
 
 
 def _contiguous(images: np.ndarray) -> np.ndarray:
-    """(N, 1, 16, 16) C-ordered; float32 stays float32 (the kernels cast per pixel)."""
-    images = np.ascontiguousarray(images)
-    if images.ndim != 4 or images.shape[1:] != (1, 16, 16):
-        raise DataError(f"the fast engine takes images of shape (N, 1, 16, 16), got "
-                        f"{images.shape}; use 16x16 digits (model.input_size=16)")
-    if images.dtype not in (np.float32, np.float64):
-        images = images.astype(np.float32)
-    return images
+    return digit_images(images, "fast")
