@@ -175,3 +175,23 @@ def test_cli_dry_run_lists_the_grid_and_bad_lists_exit_2(tmp_path, capsys):
     assert main(["sweep", "--set", "train.lr=0.1,,0.2", "--out", str(out)]) == 2
     assert main(["sweep", "--preset", "nope", "--out", str(out)]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_compatible_runs_train_side_by_side_with_the_numbers_each_gets_alone(tmp_path):
+    """Fresh runs that one engine can hold (here: seeds and step sizes, on the engine each
+    gets alone) train as one batch; every run's folder holds what `fit` of its config alone
+    writes: the same metrics, the same checkpoint bytes."""
+    configs = [apply_overrides(preset("paper-sgd"), [*TINY[:-1], f"seed={s}", f"train.lr={lr}"])
+               for s in (0, 1) for lr in (0.03, 0.05)]
+    said = []
+    result = run_sweep(configs, tmp_path / "sweep", progress=False, log=said.append)
+    assert len(result.ran) == 4 and not result.failed
+    assert any("4 runs in 1 batch" in line for line in said), said
+    for cfg in configs:
+        alone = fit(cfg, load_run_data(cfg), tmp_path / "alone" / run_name(cfg), progress=False,
+                    log=quiet)
+        folder = tmp_path / "sweep" / run_name(cfg)
+        batch = json.loads((folder / "summary.json").read_text())
+        assert batch["final"] == alone.summary["final"] and batch["engine"] == "fast"
+        assert (folder / "model.safetensors").read_bytes() == \
+            (alone.out / "model.safetensors").read_bytes()

@@ -8,6 +8,7 @@ stopped ones from their last checkpoint (fit(..., resume=True)), and starts the 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import signal
@@ -116,6 +117,78 @@ def run_one(config: dict, out: str, resume: bool = True) -> dict:
         files.write_text(out / ERROR, traceback.format_exc())
         raise
     return {"seconds": run.summary["seconds"], "test": run.summary["final"]["test"]}
+
+
+def run_batch(configs: list[dict], outs: list[str], engine: str) -> list[dict]:
+    """Train fresh runs side by side on `engine` (the one each gets alone: the same numbers)
+    into their folders; each run's seconds and final test metrics, as run_one returns."""
+    from lecun1989.train.loop import fit_runs
+
+    folders = [files.make_folder(o) for o in outs]
+    cfgs = [RunConfig.from_dict(c) for c in configs]
+    data = _run_data(cfgs[0])
+    for cfg in cfgs[1:]:
+        cfg.data.name = cfgs[0].data.name
+    def log(line):
+        for f in folders:
+            with open(f / LOG, "a") as handle:
+                print(line, file=handle)
+
+    try:
+        runs = fit_runs(cfgs, data, folders, engine=engine, overwrite=True, progress=False,
+                        log=log)
+    except Exception:
+        for f in folders:
+            files.write_text(f / ERROR, traceback.format_exc())
+        raise
+    return [{"seconds": r.summary["seconds"], "test": r.summary["final"]["test"]}
+            for r in runs]
+
+
+def batches(todo: list, redo: bool) -> tuple[list[tuple[str, list]], list]:
+    """Split the runs to do into batches that one engine trains side by side, with the same
+    numbers each run gets alone ((engine, [(cfg, out), ...]), two runs or more each), and
+    the runs left to run one by one: those with a checkpoint to resume, those whose seed
+    picks their patterns, and those no other run can join."""
+    from importlib import import_module
+
+    from lecun1989.engines import ENGINES, choose_engine, why_not
+    from lecun1989.engines.base import config_fields
+    from lecun1989.errors import ConfigError
+    from lecun1989.train.patterns import patterns_depend_on_seed
+
+    groups: dict = {}
+    singles = []
+    for cfg, out in todo:
+        try:
+            name = choose_engine(cfg)[0]  # the engine it gets alone
+        except ConfigError:
+            singles.append((cfg, out))  # (its own run says why)
+            continue
+        if (not redo and (out / rundir.CHECKPOINT).is_file()) or patterns_depend_on_seed(cfg):
+            singles.append((cfg, out))
+            continue
+        per_model = import_module(ENGINES[name][0]).PER_MODEL
+        shared = {k: v for k, v in config_fields(cfg).items() if k not in per_model}
+        key = (name, _data_key(cfg), json.dumps(shared, sort_keys=True, default=str))
+        groups.setdefault(key, []).append((cfg, out))
+    together = []
+    for (name, *_), runs in groups.items():
+        if len(runs) > 1 and why_not(name, [c for c, _ in runs]) is None:
+            together.append((name, runs))
+        else:
+            singles.extend(runs)
+    return together, singles
+
+
+def _batched(together: list, resume: bool):
+    """Run each batch here, on every core; yield each run's (out, (result, error))."""
+    for name, runs in together:
+        outs = [out for _, out in runs]
+        results, error = _call(run_batch, [c.to_dict() for c, _ in runs],
+                               [str(o) for o in outs], name)
+        for k, out in enumerate(outs):
+            yield out, ((results[k], None) if error is None else (None, error))
 
 
 def run_one_thread(config: dict, out: str, resume: bool = True) -> dict:
@@ -235,12 +308,20 @@ def run_sweep(configs: list[RunConfig], sweep_dir: str | os.PathLike, *, workers
         return result
     for cfg in {_data_key(cfg): cfg for cfg, _ in todo}.values():
         _run_data(copy.deepcopy(cfg))  # data errors stop the sweep here; downloads happen once
+    together, singles = ([], todo) if executor is not None else batches(todo, redo)
+    if together:
+        log(f"sweep: {sum(len(runs) for _, runs in together)} runs in {len(together)} "
+            f"batch(es) trained side by side: " + ", ".join(
+                f"{len(runs)} on the {name} engine" for name, runs in together))
     if executor is not None:
         finished = _on_submitit(todo, executor, poll_s, resume=not redo)
     elif workers > 1:
-        finished = _in_pool(todo, workers, resume=not redo)
+        finished = itertools.chain(_batched(together, not redo),
+                                   _in_pool(singles, workers, resume=not redo) if singles
+                                   else ())
     else:
-        finished = _in_process(todo, resume=not redo)
+        finished = itertools.chain(_batched(together, not redo),
+                                   _in_process(singles, resume=not redo))
     bar, t0 = _bar(len(todo), progress), time.perf_counter()
     say = bar.write if bar else log
     for i, (out, (value, error)) in enumerate(finished, 1):

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from lecun1989.config import PRESETS, RunConfig
-from lecun1989.engines import ModelView, choose_engine, device_of, make_engine
-from lecun1989.errors import CheckpointError, UserError
+from lecun1989.engines import ModelView, choose_engine, device_of, make_engine, why_not
+from lecun1989.errors import CheckpointError, ConfigError, UserError
 from lecun1989.model.net import init_params
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
@@ -136,20 +136,49 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
         cfgs = [replace(cfg, seed=s) if many else cfg for s in seed_list]
         outs = [root / seed_dir(s) if many else root for s in seed_list] if root else \
             [None] * len(cfgs)
+    return _fit(cfgs, outs, data, seeds_root=root if many else None, many=many, resume=resume,
+                overwrite=overwrite, progress=progress, log=log, callbacks=callbacks)
+
+
+def fit_runs(cfgs: list[RunConfig], data: RunData, outs: list[str | os.PathLike], *,
+             engine: str | None = None, overwrite: bool = False, progress: bool = True,
+             log=print, callbacks: Callbacks = ()) -> list[Run]:
+    """Several fresh runs side by side, each into its own folder as `fit` writes one: configs
+    one engine can train together (the same patterns; they may differ in the engine's
+    PER_MODEL fields: seeds, step sizes, ...). Each run's numbers are those it gets alone
+    on the same engine. An interrupted one is continued alone with `fit(..., resume=True)`.
+    `engine`: the engine to use (default: as `auto` chooses for these models together)."""
+    return _fit(list(cfgs), [Path(o) for o in outs], data, seeds_root=None, many=True,
+                resume=False, overwrite=overwrite, progress=progress, log=log,
+                callbacks=callbacks, engine=engine)
+
+
+def _fit(cfgs: list[RunConfig], outs: list, data: RunData, *, seeds_root: Path | None,
+         many: bool, resume: bool, overwrite: bool, progress: bool, log,
+         callbacks: Callbacks, engine: str | None = None) -> Run | list[Run]:
+    """fit and fit_runs: the models `cfgs` into the folders `outs` (None: no files), a
+    folder of seeds under `seeds_root` when given."""
+    root = seeds_root if seeds_root is not None else (outs[0] if len(outs) == 1 else None)
     engine_name, why = choose_engine(cfgs)  # a named engine that cannot: refused here
+    if engine is not None:
+        reason = why_not(engine, cfgs)
+        if reason is not None:
+            raise ConfigError(f"these runs cannot train together on the {engine} engine: "
+                              f"{reason}")
+        engine_name, why = engine, "the engine each run gets alone"
     # Everything is checked before a folder is touched: pass 0's patterns too (shifts).
     pass_data(cfgs[0], 0, data.train_images[:1], data.train_labels[:1])
-    if root is not None and not resume:
-        for path in ([root] if many else []) + [o for o in outs if o is not None]:
+    if not resume:
+        for path in ([seeds_root] if seeds_root else []) + [o for o in outs if o is not None]:
             rundir.check_out(path, overwrite=overwrite)
     models = [_Model(c, o, TrainState(passes_done=0, sample=0, step=0, engine=engine_name,
                                       data_sha256=data_sha256(data), optimizer={}, history=[]))
               for c, o in zip(cfgs, outs, strict=True)]
-    signals = _StopSignals(enabled=root is not None)
+    signals = _StopSignals(enabled=any(o is not None for o in outs))
     prepared: list[Path] = []
     try:
         if resume:  # (the folders are locked first: nothing else may write while we read)
-            prepared = _prepare(root, outs, many, overwrite, resume)
+            prepared = _prepare(seeds_root, outs, overwrite, resume)
             params = _resume(models, data, callbacks)
             engine_name, why = models[0].state.engine, "the engine the run began with"
             first = min(models, key=lambda m: (m.state.passes_done, m.state.sample)).state
@@ -174,9 +203,9 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
         for engine in engines:  # (compile time is not training time)
             engine.warm_up(data.train_images, log)
         if not resume:  # started cleanly: only now are the folders created (or cleared)
-            prepared = _prepare(root, outs, many, overwrite, resume)
-            if many:
-                rundir.write_json(root / SEEDS, {
+            prepared = _prepare(seeds_root, outs, overwrite, resume)
+            if seeds_root is not None:
+                rundir.write_json(seeds_root / SEEDS, {
                     "seeds": [c.seed for c in cfgs], "dirs": [seed_dir(c.seed) for c in cfgs],
                     "config": {**cfgs[0].to_dict(), "seed": None}})
             for m in models:
@@ -184,12 +213,14 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
                 if m.out is not None:
                     rundir.write_json(m.out / rundir.CONFIG, _config_record(m, why, data))
                     _save(m)
-        log(f"engine: {engine_name} ({why})" + (f"; {len(models)} seeds" if many else ""))
+        log(f"engine: {engine_name} ({why})" + (f"; {len(models)} models" if many else ""))
         for group, engine in zip(groups, engines, strict=True):
-            _train(group, engine, data, signals, progress, log, many, root)
+            _train(group, engine, data, signals, progress, log, many,
+                   root if root is not None else "each run's folder")
         runs = [_finish(m, data) for m in models]
-        if many and root is not None:
-            rundir.write_json(root / rundir.SUMMARY, seeds_summary([r.summary for r in runs]))
+        if seeds_root is not None:
+            rundir.write_json(seeds_root / rundir.SUMMARY,
+                              seeds_summary([r.summary for r in runs]))
         return runs if many else runs[0]
     finally:
         signals.restore()
@@ -197,17 +228,16 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
             rundir.release(path)
 
 
-def _prepare(root: Path | None, outs: list, many: bool, overwrite: bool, resume: bool
+def _prepare(seeds_root: Path | None, outs: list, overwrite: bool, resume: bool
              ) -> list[Path]:
     """Create (or check, to resume) and lock the run folders; returns those to release."""
-    if root is None:
-        return []
     prepared = []
     try:
-        if many:
-            prepared.append(rundir.prepare(root, overwrite, resume=resume, marker=SEEDS))
+        if seeds_root is not None:
+            prepared.append(rundir.prepare(seeds_root, overwrite, resume=resume, marker=SEEDS))
         for path in outs:
-            prepared.append(rundir.prepare(path, overwrite, resume=resume))
+            if path is not None:
+                prepared.append(rundir.prepare(path, overwrite, resume=resume))
     except BaseException:
         for path in reversed(prepared):
             rundir.release(path)
@@ -501,6 +531,6 @@ def _pass_line(records: list[dict], passes: int, seeds: list[int] | None) -> str
 
 
 __all__ = ["SEEDS", "Run", "RunData", "RunInterrupted", "data_sha256", "dropout_keep",
-           "evaluate", "fit", "load_run_data", "lr_at", "parse_seeds", "pass_data",
+           "evaluate", "fit", "fit_runs", "load_run_data", "lr_at", "parse_seeds", "pass_data",
            "resolve_out", "resume_config", "seed_dir", "seeds_summary", "stall_warnings",
            "versions"]
