@@ -1,14 +1,19 @@
-"""How the fast engine's kernels get compiled: once, in helper processes, under a lock.
+"""How the compiled engines' kernels get compiled: once, in helper processes, under a lock.
 
-numba compiles `_kernels.run` the first time it is called with new argument types and keeps
-the machine code in its disk cache. This module makes that first time cheap and safe:
+numba compiles a kernel (`_kernels.run`, `_lanes_kernels.run`) the first time it is called
+with new argument types and keeps the machine code in its disk cache. This module makes that
+first time cheap and safe, for both engines:
 
 - `compile_lock`: one process at a time compiles or loads (numba's cache index has no lock);
-- `slp_vectorizer`: LLVM's SLP vectoriser on while compiling (the kernels need it);
-- `compile_in_helpers` / `compile_early`: the compile runs in two helper processes at once
-  (_compiler.py), started before numba's import on a first-ever run, and this process loads
-  the result, so that the first run computes bit for bit what every later (cached) run does;
-- `call`: the first call of a kernel for a (dtype, image dtype) goes through all of the above.
+- `vectorizers`: LLVM's SLP vectoriser on while compiling (the kernels need it), the loop
+  vectoriser as the kernels ask;
+- `compiled_elsewhere`: when numba starts compiling the kernel here, helper processes compile
+  it instead and this process loads the result: a process that compiled the kernels runs
+  other (slower, differently rounded) copies of them than one that loads them from the
+  cache, so the first run computes bit for bit what every later (cached) run does;
+- `call`: the first call of a kernel for its types goes through all of the above;
+- the fast engine's helpers (_compiler.py: `fast_helpers`, `compile_early`, started before
+  numba's import on a first-ever run); the lanes engine brings its own (lanes.py).
 """
 
 from __future__ import annotations
@@ -24,31 +29,37 @@ import threading
 from pathlib import Path
 
 _SLP_LOCK = threading.Lock()
-_COMPILED: set = set()  # (kernel, dtype, image dtype) compiled or loaded in this process
+_COMPILED: set = set()  # (engine, dtype, image dtype) compiled or loaded in this process
 _EARLY: set = set()  # the dtypes whose compile `compile_early` started
 _HELPERS: set = set()  # _compiler.py processes running now (stopped if this process exits)
 
 
-def call(k, kernel, args, dtype) -> None:
-    """kernel(*args); the first call for these types compiles it (or loads numba's cache)
-    in helper processes, under the lock, with the SLP vectoriser on."""
-    key = (kernel.__name__, dtype, args[2].dtype)  # what the kernel's types depend on
+def call(kernel, args, key: tuple, elsewhere, loop_vectorize: bool | None = None) -> None:
+    """kernel(*args). The first call for `key` ((engine, dtype, image dtype): what the
+    kernel's machine code depends on) compiles it, or loads numba's cache, under the lock
+    with the `vectorizers` settings; `elsewhere(args)` compiles it in helper processes and
+    says whether that worked (`compiled_elsewhere`)."""
     if key in _COMPILED:
         kernel(*args)
         return
-    with slp_vectorizer():
+    with vectorizers(loop_vectorize):
         try:
-            with compile_in_helpers(k):
+            with compiled_elsewhere(kernel, elsewhere):
                 kernel(*args)
         except _CompiledElsewhere:
             kernel(*args)  # loads what the helpers saved
     _COMPILED.add(key)
 
 
+def compiled(engine: str, dtype: str) -> bool:
+    """Whether this process has compiled or loaded `engine`'s kernel for weights of dtype."""
+    return any(key[:2] == (engine, dtype) for key in _COMPILED)
+
+
 def needs_compile(dtype: str) -> bool:
-    """A guess, without importing numba: will the first call of `run` for weights of this
-    dtype compile (rather than load numba's cache)? For what to tell the user only."""
-    return not any(key[1] == dtype for key in _COMPILED) and _cache_lacks_run()
+    """A guess, without importing numba: will the fast engine's first call of `run` for
+    weights of this dtype compile (rather than load numba's cache)? For the user only."""
+    return not compiled("fast", dtype) and _cache_lacks_run()
 
 
 @contextlib.contextmanager
@@ -76,50 +87,43 @@ def compile_lock():
 
 
 @contextlib.contextmanager
-def slp_vectorizer():
-    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring), one process at a time.
+def vectorizers(loop_vectorize: bool | None = None):
+    """Compile with LLVM's SLP vectoriser on (see _kernels' docstring) and its loop vectoriser
+    as numba sets it (None) or on or off (_lanes_kernels: off), one compile at a time.
 
-    Numba turns it off by default since numba#8852 (miscompilations in an older LLVM); the
-    kernels need it to vectorise their small fixed-size loops, and every result they give
-    is checked against PyTorch by the tests. Only compilations started inside this block see
-    the setting; kernels loaded from numba's cache are not affected.
+    Numba turns the SLP vectoriser off by default since numba#8852 (miscompilations in an
+    older LLVM); the kernels need it to vectorise their small fixed-size loops, and every
+    result they give is checked against PyTorch by the tests. Only compilations started
+    inside this block see the settings; kernels loaded from numba's cache are not affected.
     """
     from numba.core import config
 
     with _SLP_LOCK, compile_lock():
-        old = config.SLP_VECTORIZE
+        old = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
         config.SLP_VECTORIZE = 1
+        if loop_vectorize is not None:
+            config.LOOP_VECTORIZE = int(loop_vectorize)
         try:
             yield
         finally:
-            config.SLP_VECTORIZE = old
+            config.SLP_VECTORIZE, config.LOOP_VECTORIZE = old
 
 
 class _CompiledElsewhere(Exception):
-    """numba was about to compile `run` in this process; helper processes compiled it."""
+    """numba was about to compile a kernel in this process; helper processes compiled it."""
 
 
 @contextlib.contextmanager
-def compile_in_helpers(k):
-    """When numba starts compiling `run` here (its disk cache lacks `run` for these argument
-    types), compile it in helper processes instead (_compiler.py: `forward` and `backward` at
-    once on two cores) and raise _CompiledElsewhere: the caller then loads `run` from the
-    cache (or, if the helpers failed, compiles it). A process that compiled the kernels runs
-    other copies of them than a cached `run` holds, which differ in rounding; this way the
-    first-ever run equals every later one, bit for bit. (With no `run` in the cache at all,
-    `compile_early` has started the helpers already.)"""
+def compiled_elsewhere(dispatcher, elsewhere):
+    """When numba starts compiling `dispatcher` here (its disk cache lacks it for these
+    argument types), call `elsewhere(argument types)`, which compiles it in helper processes
+    into the cache and says whether that worked; if it did, raise _CompiledElsewhere: the
+    caller then loads the kernel from the cache (else numba compiles it here)."""
     from numba.core import event
-
-    from lecun1989.engines import _compiler
 
     class Listener(event.Listener):
         def on_start(self, ev):
-            if ev.data["dispatcher"] is not k.run:
-                return
-            args = tuple(ev.data["args"])
-            dtypes = str(args[0].dtype), str(args[2].dtype)
-            if (set(dtypes) <= set(_compiler.DTYPES) and args == _compiler.run_types(k, *dtypes)
-                    and _compile_elsewhere(*dtypes)):
+            if ev.data["dispatcher"] is dispatcher and elsewhere(tuple(ev.data["args"])):
                 raise _CompiledElsewhere
 
         def on_end(self, ev):
@@ -127,6 +131,20 @@ def compile_in_helpers(k):
 
     with event.install_listener("numba:compile", Listener()):
         yield
+
+
+def fast_helpers(k):
+    """The fast engine's `elsewhere` for `compiled_elsewhere`: _compiler.py compiles `run`
+    (`forward` and `backward` at once on two cores) for the types the engine calls it with.
+    (With no `run` in the cache at all, `compile_early` has started the helpers already.)"""
+    from lecun1989.engines import _compiler
+
+    def elsewhere(args) -> bool:
+        dtypes = str(args[0].dtype), str(args[2].dtype)
+        return (set(dtypes) <= set(_compiler.DTYPES) and args == _compiler.run_types(k, *dtypes)
+                and _compile_elsewhere(*dtypes))
+
+    return elsewhere
 
 
 def compile_early(dtype: str) -> None:

@@ -46,7 +46,7 @@ def main(part: str, done: str, dtype: str, image_dtype: str) -> int:
     from lecun1989.engines import _kernels as k
 
     sig = run_types(k, dtype, image_dtype)
-    config.SLP_VECTORIZE = 1  # as fast._slp_vectorizer
+    config.SLP_VECTORIZE = 1  # as _compile.vectorizers
     buf, table, images, labels, o = (sig[i] for i in (0, 1, 2, 3, 10))
     try:
         if part in ("forward", "all"):  # output_backward first: `backward` soon needs it

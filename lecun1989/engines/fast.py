@@ -221,7 +221,8 @@ class FastEngine:
         if not jobs:
             return
         kernel, args = jobs[0]
-        _compile.call(self.k, kernel, args, self.dtype)
+        _compile.call(kernel, args, ("fast", self.dtype.name, args[2].dtype.name),
+                      _compile.fast_helpers(self.k))
         jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
             for kernel, args in jobs:

@@ -28,7 +28,6 @@ What it refuses (SUPPORTS, PER_MODEL, `unsupported`), and why:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -77,7 +76,6 @@ def _kernels():
     return _lanes_kernels
 
 
-_COMPILED: set = set()  # (dtype, image dtype) compiled or loaded in this process
 # Compiles `run` into numba's disk cache in processes of their own (see `_compile_elsewhere`):
 #     -c _HELPER ROOT DTYPE IMAGE_DTYPE forward DONE   # `forward` and its callees, then DONE
 #     -c _HELPER ROOT DTYPE IMAGE_DTYPE run DONE       # `backward`'s side; waits for DONE
@@ -121,10 +119,6 @@ if part in ("run", "all"):
 """
 
 
-class _CompiledElsewhere(Exception):
-    """numba was about to compile `run` in this process; a helper process compiled it."""
-
-
 def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
     """Compile `run` for these dtypes in helper processes (_HELPER: the forward and the
     backward side at once on two cores); False if that failed.
@@ -161,42 +155,11 @@ def _compile_elsewhere(dtype: str, image_dtype: str) -> bool:
                     p.wait()
 
 
-@contextlib.contextmanager
-def _compile_in_helper(k):
-    """When numba starts compiling `run` here (its cache lacks this version), compile it in
-    a helper process instead and raise _CompiledElsewhere: the caller then loads it from the
-    cache (or, if the helper failed, compiles it here)."""
-    from numba.core import event
-
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            args = tuple(ev.data["args"])
-            if (ev.data["dispatcher"] is k.run and str(args[3].dtype) in ("float32", "float64")
-                    and _compile_elsewhere(str(args[0].dtype), str(args[3].dtype))):
-                raise _CompiledElsewhere
-
-        def on_end(self, ev):
-            pass
-
-    with event.install_listener("numba:compile", Listener()):
-        yield
-
-
-@contextlib.contextmanager
-def _vectorizer_settings():
-    """Compile with LLVM's SLP vectoriser on and its loop vectoriser off (_lanes_kernels'
-    docstring), one compile at a time (fast.py's locks: numba's cache index is not safe
-    against two writers). Kernels loaded from numba's cache are not affected; the settings
-    change the speed only, never the numbers (no fastmath)."""
-    from numba.core import config
-
-    with _compile._SLP_LOCK, _compile.compile_lock():
-        old = config.SLP_VECTORIZE, config.LOOP_VECTORIZE
-        config.SLP_VECTORIZE, config.LOOP_VECTORIZE = 1, 0
-        try:
-            yield
-        finally:
-            config.SLP_VECTORIZE, config.LOOP_VECTORIZE = old
+def _helpers(args) -> bool:
+    """`elsewhere` for _compile.compiled_elsewhere: compile `run` for these argument types
+    in helper processes (`_compile_elsewhere`)."""
+    return (str(args[3].dtype) in ("float32", "float64")
+            and _compile_elsewhere(str(args[0].dtype), str(args[3].dtype)))
 
 
 class LanesEngine:
@@ -336,7 +299,7 @@ class LanesEngine:
     def warm_up(self, images: np.ndarray, log=print) -> None:
         """Compile the kernels for these images (or load them from numba's cache) now, saying
         so when it will take a while, so that compile time is not counted as training."""
-        if not any(key[0] == self.dtype.name for key in _COMPILED):
+        if not _compile.compiled("lanes", self.dtype.name):
             log("preparing the lanes engine (its first run ever compiles it)")
         self.predict(images[:1], [0])
 
@@ -427,16 +390,10 @@ class LanesEngine:
         jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
-        key = (self.dtype, jobs[0][3].dtype)
-        if key not in _COMPILED:  # the first call compiles (or loads numba's cache), once
-            with _vectorizer_settings():
-                try:
-                    with _compile_in_helper(k):
-                        k.run(*jobs[0])
-                except _CompiledElsewhere:
-                    k.run(*jobs[0])  # loads what the helper saved
-            _COMPILED.add(key)
-            jobs = jobs[1:]
+        # the first call compiles (or loads numba's cache), once; the loop vectoriser off
+        _compile.call(k.run, jobs[0], ("lanes", self.dtype.name, jobs[0][3].dtype.name),
+                      _helpers, loop_vectorize=False)
+        jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
             for args in jobs:
                 k.run(*args)
