@@ -171,26 +171,28 @@ def _fit(cfgs: list[RunConfig], outs: list, data: RunData, *, seeds_root: Path |
     if not resume:
         for path in ([seeds_root] if seeds_root else []) + [o for o in outs if o is not None]:
             rundir.check_out(path, overwrite=overwrite)
+    digest = data_sha256(data)  # (of every array: once, not once per model)
     models = [_Model(c, o, TrainState(passes_done=0, sample=0, step=0, engine=engine_name,
-                                      data_sha256=data_sha256(data), optimizer={}, history=[]))
+                                      data_sha256=digest, optimizer={}, history=[]))
               for c, o in zip(cfgs, outs, strict=True)]
     signals = _StopSignals(enabled=any(o is not None for o in outs))
     prepared: list[Path] = []
     try:
         if resume:  # (the folders are locked first: nothing else may write while we read)
             prepared = _prepare(seeds_root, outs, overwrite, resume)
-            params = _resume(models, data, callbacks)
+            params = _resume(models, data, digest, callbacks, root)
             engine_name, why = models[0].state.engine, "the engine the run began with"
             first = min(models, key=lambda m: (m.state.passes_done, m.state.sample)).state
             log(f"resuming {root} at pass {first.passes_done + 1}/{cfgs[0].train.passes}, "
                 f"sample {first.sample}")
         else:
             params = [init_params(m.cfg.model, m.cfg.seed) for m in models]
+        params_of = {id(m): p for m, p in zip(models, params, strict=True)}
         groups = _groups(models)
         engines = []
         for group in groups:
             engines.append(make_engine(engine_name, [m.cfg for m in group],
-                                       [params[models.index(m)] for m in group]))
+                                       [params_of[id(m)] for m in group]))
             if resume:
                 try:
                     engines[-1].load_optimizer_state([m.state.optimizer for m in group])
@@ -200,8 +202,8 @@ def _fit(cfgs: list[RunConfig], outs: list, data: RunData, *, seeds_root: Path |
                                           ) from None
             for k, m in enumerate(group):
                 m.engine = ModelView(engines[-1], k)
-        for engine in engines:  # (compile time is not training time)
-            engine.warm_up(data.train_images, log)
+        for built in engines:  # (compile time is not training time)
+            built.warm_up(data.train_images, log)
         if not resume:  # started cleanly: only now are the folders created (or cleared)
             prepared = _prepare(seeds_root, outs, overwrite, resume)
             if seeds_root is not None:
@@ -214,8 +216,8 @@ def _fit(cfgs: list[RunConfig], outs: list, data: RunData, *, seeds_root: Path |
                     rundir.write_json(m.out / rundir.CONFIG, _config_record(m, why, data))
                     _save(m)
         log(f"engine: {engine_name} ({why})" + (f"; {len(models)} models" if many else ""))
-        for group, engine in zip(groups, engines, strict=True):
-            _train(group, engine, data, signals, progress, log, many,
+        for group, built in zip(groups, engines, strict=True):
+            _train(group, built, data, signals, progress, log, many,
                    root if root is not None else "each run's folder")
         runs = [_finish(m, data) for m in models]
         if seeds_root is not None:
@@ -412,8 +414,10 @@ def records_digest(records: list[dict]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _resume(models: list[_Model], data: RunData, callbacks: Callbacks) -> list[dict]:
-    """Each model's parameters and state from its checkpoint, checked against its folder."""
+def _resume(models: list[_Model], data: RunData, digest: str, callbacks: Callbacks,
+            root: Path) -> list[dict]:
+    """Each model's parameters and state from its checkpoint, checked against its folder
+    and the data (`digest`: data_sha256); `root`: the run's folder, for the messages."""
     params = []
     for m in models:
         path = m.out / rundir.CHECKPOINT
@@ -422,7 +426,7 @@ def _resume(models: list[_Model], data: RunData, callbacks: Callbacks) -> list[d
         if difference:
             raise CheckpointError(f"{path}: from another config ({difference}); resume a run "
                                   "with its own config (`lecun1989 train --resume RUN_DIR`)")
-        if state.data_sha256 != data_sha256(data):
+        if state.data_sha256 != digest:
             raise CheckpointError(f"{path}: the data differ from those the run was trained "
                                   "on; resume with the same data files")
         m.records = rundir.keep_jsonl(m.out / rundir.METRICS, state.passes_done)
@@ -434,9 +438,8 @@ def _resume(models: list[_Model], data: RunData, callbacks: Callbacks) -> list[d
         params.append(p)
     if all(m.state.passes_done == m.cfg.train.passes and (m.out / rundir.SUMMARY).is_file()
            for m in models):
-        where = models[0].out.parent if len(models) > 1 else models[0].out
-        raise UserError(f"{where}: the run is already finished ({models[0].cfg.train.passes} "
-                        f"passes); evaluate it with `lecun1989 evaluate {where}`")
+        raise UserError(f"{root}: the run is already finished ({models[0].cfg.train.passes} "
+                        f"passes); evaluate it with `lecun1989 evaluate {root}`")
     states = {m.state.engine for m in models}
     if len(states) != 1:
         raise CheckpointError(f"the seeds were trained by different engines ({sorted(states)}); "
