@@ -158,8 +158,10 @@ def test_a_signal_while_the_command_imports_gives_one_line_and_128_plus_signum(
 
 
 def test_importing_the_command_line_imports_neither_torch_nor_numpy():
-    code = ("import sys, lecun1989, lecun1989.cli.main; "
-            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    """Nor does building the parser (every command's module): --help and a wrong flag
+    answer at once."""
+    code = ("import sys, lecun1989; from lecun1989.cli.main import build_parser; "
+            "build_parser(); print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert done.stdout.strip() == "[]", done.stderr

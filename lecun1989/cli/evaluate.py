@@ -71,15 +71,23 @@ def cmd_evaluate(args) -> int:
         for split in ("train", "test"):
             print(f"seed {seed:<4d} " + _line(split, name, metrics[split]))
     for split in ("train", "test"):
-        s = spread[split]
-        print(f"{len(results)} seeds, {split:5s}: error median {s['error']['median']:.2%} "
-              f"[{s['error']['min']:.2%}, {s['error']['max']:.2%}], reject for 1% error "
-              f"median {s['reject_for_1pct']['median']:.1%} [{s['reject_for_1pct']['min']:.1%}, "
-              f"{s['reject_for_1pct']['max']:.1%}]")
+        error, reject = (_spread(key, spread[split][key]) for key in ("error", "reject_for_1pct"))
+        print(f"{len(results)} seeds, {split:5s}: error median {error}, reject for 1% error "
+              f"median {reject}")
     return 0
 
 
 def _line(split: str, name: str, m: dict) -> str:
-    return (f"{split:5s} ({name}, {m['n']} digits): error {m['error']:.2%} "
-            f"({m['misses']} misses), mse {m['mse']:.3e}, "
-            f"reject for 1% error {m['reject_for_1pct']:.1%}")
+    from lecun1989.train.metrics import format_metric  # (numpy: not while parsing flags)
+
+    return (f"{split:5s} ({name}, {m['n']} digits): error {format_metric('error', m['error'])} "
+            f"({m['misses']} misses), mse {format_metric('mse', m['mse'])}, reject for 1% "
+            f"error {format_metric('reject_for_1pct', m['reject_for_1pct'])}")
+
+
+def _spread(key: str, d: dict) -> str:
+    """'median [min, max]' of a `describe` result, in the metric's format."""
+    from lecun1989.train.metrics import format_metric
+
+    return (f"{format_metric(key, d['median'])} [{format_metric(key, d['min'])}, "
+            f"{format_metric(key, d['max'])}]")

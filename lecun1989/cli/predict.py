@@ -137,17 +137,14 @@ def _show_all(results: list, out: str) -> dict:
     """Draw each prediction into OUT/<picture name>-seen.png; {picture path: png path}."""
     from pathlib import Path
 
+    from lecun1989 import files
     from lecun1989.analysis.show import save_seen
 
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--out {folder}: is a file, not a folder; give a folder for the "
                         "pictures")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {folder}: cannot create the folder ({e.strerror}); give a "
-                        "folder you can write to") from None
+    files.make_folder(folder)
     shown, used = {}, set()
     for r in results:
         stem, k = Path(r.path).stem, 1

@@ -11,7 +11,6 @@ from lecun1989 import paper
 from lecun1989.cli.main import help_formatter
 from lecun1989.config import PRESETS, apply_flags, preset
 from lecun1989.errors import UserError
-from lecun1989.train.metrics import format_metric
 
 SEEDS_HELP = ("several models, one per seed, trained side by side into RUN_DIR/seed-<s>/: "
               "0-4 (five seeds), 0,3,7 (three), 5 (seed 5 alone; a bare number is one seed in "
@@ -187,6 +186,8 @@ def cmd_train(args, compare: bool) -> int:
 
 def _cell(summary: dict, split: str, key: str) -> str:
     """One run's value, or the median [min, max] over seeds when several ran."""
+    from lecun1989.train.metrics import format_metric  # (numpy: not while parsing flags)
+
     if "aggregate" in summary:
         a = summary["aggregate"][split][key]
         return (f"{format_metric(key, a['median'])} [{format_metric(key, a['min'])}, "
@@ -205,6 +206,8 @@ COMPARED = (("train error", "train", "error"), ("train MSE", "train", "mse"),
 
 def comparison_table(summary: dict) -> str:
     """The paper's results (NC89 §5) beside this run's (or the median and range of seeds)."""
+    from lecun1989.train.metrics import format_metric
+
     rows = []
     for label, split, key in COMPARED:
         ours = paper.RESULTS[split]
