@@ -66,6 +66,9 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "adamw only")
     loss: str = _f("mse", "NC89 §4: mean squared error; 'cross_entropy' (ablation, softmax "
                    "outputs)")
+    loss_reduction: str = _f("mean", "MSE over the 10 outputs: 'mean' (guess) or 'sum' (10 "
+                             "times the loss, gradient and h: for SGD lr x 10; for SDLM sum "
+                             "with mu equals mean with mu / 10 and the same eps)")
     target: float = _f(1.0, "targets +target / -target; NC89: 'in the quasi-linear range' "
                        "(guess: 1)")
     shuffle: bool = _f(False, "NC89 §4: the patterns are always presented in the same order")
@@ -74,7 +77,12 @@ class TrainConfig:
     # SDLM (EB98 §9.1); constants of 1989 unknown: chosen on a validation split (RESULTS.md)
     sdlm_mu: float = _f(0.02, "SDLM's damping mu in eps / (mu + h) (EB98 §9.1)")
     sdlm_samples: int = _f(500, "SDLM: patterns used to estimate h before each pass "
-                           "(LeNet-5: 500)")
+                           "(LeNet-5: 500); 'running': before the first pass only")
+    sdlm_estimate: str = _f("pass", "SDLM's h: 'pass' re-estimated before each pass (LeNet-5) "
+                            "or 'running', h <- (1 - g) h + g h_pattern before every step "
+                            "(Becker & LeCun 1988), g = sdlm_decay")
+    sdlm_decay: float = _f(0.01, "SDLM 'running': the weight g of each pattern's second "
+                           "derivatives in the running average (not given: a guess)")
     loss_every: int = _f(100, "record the loss every this many steps")
     history_every: int = _f(1000, "record parameter histograms every this many steps")
     snapshot_every: int = _f(0, "full parameter snapshots every this many steps (0: never)")
@@ -166,6 +174,11 @@ GUESSES = {
     "train.lr_schedule": "not given in NC89 (LeNet-5 lowered eps pass by pass)",
     "train.sdlm_mu": "not given in NC89; LeNet-5 and eblearn used mu = 0.02",
     "train.sdlm_samples": "not given in NC89; LeNet-5 estimated h on 500 patterns per pass",
+    "train.sdlm_estimate": "NC89 cites Becker & LeCun 1988 (a running average); LeNet-5 "
+                           "re-estimated h before each pass: guess 'pass'",
+    "train.sdlm_decay": "not given anywhere: the running average's weight g (guess 0.01)",
+    "train.loss_reduction": "NC89's MSE may be a mean or a sum over the 10 outputs; it "
+                            "changes only what lr, mu and eps mean (guess: mean)",
 }
 
 
@@ -377,13 +390,15 @@ _CHOICES = {
     ("model", "input_size"): (16, 28),
     ("train", "optimizer"): ("sgd", "sdlm", "adamw"),
     ("train", "loss"): ("mse", "cross_entropy"),
+    ("train", "loss_reduction"): ("mean", "sum"),
+    ("train", "sdlm_estimate"): ("pass", "running"),
     (None, "engine"): ("auto", "reference", "fast", "lanes"),
     (None, "device"): ("auto", "cpu", "cuda"),
 }
 
 _POSITIVE = {("train", "passes"), ("train", "lr"), ("train", "target"), ("train", "loss_every"),
              ("train", "history_every"), ("train", "sdlm_samples"), ("train", "sdlm_mu"),
-             ("model", "tanh_scale"), ("model", "tanh_slope")}
+             ("train", "sdlm_decay"), ("model", "tanh_scale"), ("model", "tanh_slope")}
 _NON_NEGATIVE = {("train", "weight_decay"), ("train", "augment_shift"),
                  ("train", "snapshot_every"), ("data", "limit_train"), ("data", "limit_test"),
                  ("data", "validation"), ("model", "dropout")}
@@ -450,6 +465,12 @@ def validate(cfg: RunConfig) -> None:
             positive = (section, name) in _POSITIVE
             sign = "finite and positive" if positive else "finite, zero or positive"
             raise ConfigError(f"{section}.{name}={value!r} must be {sign}")
+    if cfg.train.sdlm_decay > 1:
+        raise ConfigError(f"train.sdlm_decay={cfg.train.sdlm_decay} must be at most 1 (the "
+                          "weight of the newest pattern in the running average)")
+    if cfg.train.loss_reduction == "sum" and cfg.train.loss != "mse":
+        raise ConfigError("train.loss_reduction=sum applies to the MSE loss only (cross-entropy "
+                          "is one number per pattern); set train.loss=mse or drop it")
     if cfg.model.dropout >= 1:
         raise ConfigError(f"model.dropout={cfg.model.dropout} must be below 1")
     obi = cfg.model.output_bias_init

@@ -191,9 +191,9 @@ def test_activation_rule_is_f_prime_squared(model_kw):
     assert_close(sdlm.activation_curvature(d2y, model.act(a), cfg), fprime ** 2 * d2y)
 
 
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "mse-sum"])
 def test_loss_rule_is_the_diagonal_of_the_loss_hessian(loss):
-    cfg = TrainConfig(loss=loss)
+    cfg = TrainConfig(loss=loss.split("-")[0], loss_reduction="sum" if "sum" in loss else "mean")
     out = torch.randn(4, 10, dtype=F64, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 3, 7, 9])
     rc = dataclasses.replace(preset("paper"), train=cfg)
@@ -286,6 +286,56 @@ def test_one_sdlm_step_of_the_engine_equals_a_step_by_hand(digits):
     for n, g in zip(PARAM_NAMES, grads, strict=True):
         np.testing.assert_allclose(new[n], params[n] - lr * g.numpy() / (0.02 + hs[n]),
                                    rtol=1e-13, atol=1e-17, err_msg=n)
+
+
+@pytest.mark.parametrize("optimizer", ["sdlm", "sgd"])
+def test_a_summed_loss_is_the_mean_with_other_constants(digits, optimizer):
+    """E_sum = 10 E_mean: SDLM with (eps, mu) on the sum takes the steps of (eps, mu / 10) on
+    the mean, SGD with lr those of 10 lr (config.loss_reduction: only what the constants
+    mean changes); both differ from the mean with the same constants."""
+    images, labels = digits.numpy(), np.arange(len(digits)) % 10
+
+    def run(reduction, lr, mu):
+        rc = apply_overrides(preset("paper"), [
+            "model.dtype=float64", f"train.optimizer={optimizer}", "train.sdlm_samples=4",
+            f"train.loss_reduction={reduction}", f"train.sdlm_mu={mu}"])
+        engine = ReferenceEngine([rc], [init_params(rc.model, seed=2)])
+        engine.begin_pass(0, images, labels)
+        losses = engine.train_steps(images, labels, 0, len(images), np.array([lr]))
+        return losses[0], engine.params()[0]
+
+    lr = 1e-4 if optimizer == "sdlm" else 0.003
+    sum_losses, summed = run("sum", lr, 0.02)
+    mean_losses, mean = run("mean", lr if optimizer == "sdlm" else 10 * lr, 0.002)
+    np.testing.assert_allclose(sum_losses, 10 * mean_losses, rtol=1e-12)
+    for n in PARAM_NAMES:
+        np.testing.assert_allclose(summed[n], mean[n], rtol=1e-10, atol=1e-14, err_msg=n)
+    _, same_constants = run("mean", lr, 0.02)
+    assert not np.allclose(summed["out_w"], same_constants["out_w"], rtol=1e-6)
+
+
+def test_the_running_estimate_mixes_each_pattern_in_before_its_step(digits):
+    """sdlm_estimate=running: after a step on pattern 0, h = (1 - g) h0 + g h(pattern 0 at
+    the weights before the step), h0 the first pass's estimate; a new pass keeps it."""
+    rc = apply_overrides(preset("paper"), ["model.dtype=float64", "train.sdlm_samples=4",
+                                           "train.sdlm_estimate=running",
+                                           "train.sdlm_decay=0.25"])
+    params = init_params(rc.model, seed=0)
+    images, labels = digits.numpy()[:6], np.arange(6)
+    engine = ReferenceEngine([rc], [params])
+    engine.begin_pass(0, images, labels)
+    h0 = engine.optimizer_state()[0]
+    engine.train_steps(images, labels, 0, 1, np.array([1e-4]))
+    model = Net1989(rc.model)
+    model.load_numpy_params(params)
+    one = sdlm.gauss_newton_diagonal(model, torch.from_numpy(images[:1]), rc.train)
+    h1 = engine.optimizer_state()[0]
+    for n in PARAM_NAMES:
+        np.testing.assert_allclose(h1[n], 0.75 * h0[n] + 0.25 * one[n].numpy(), rtol=1e-13,
+                                   atol=1e-300, err_msg=n)
+        assert not np.array_equal(h1[n], h0[n]), n
+    engine.begin_pass(1, images, labels)  # running: no re-estimate at a new pass
+    assert all(np.array_equal(engine.optimizer_state()[0][n], h1[n]) for n in PARAM_NAMES)
 
 
 def test_state_round_trip_and_step_before_estimate():

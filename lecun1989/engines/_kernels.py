@@ -113,11 +113,12 @@ SIZE = _after(ADAM_STEP, 16)
 
 # A configuration's options as the kernels take them (fast.py builds it; A, S, pad, target
 # are of the engine's dtype). relu: max(a, 0) in place of A tanh(S a) (then A = S = 1);
-# ce: softmax cross-entropy in place of NC89's MSE; dropout: H2's output times KEEP;
+# ce: softmax cross-entropy in place of NC89's MSE; sum_out: the MSE summed over the outputs
+# (train.loss_reduction=sum), not averaged; dropout: H2's output times KEEP;
 # step_in_backward: `backward` takes the step itself (SGD, and SDLM with its factors);
 # adamw: `run` takes AdamW's; curvature: `backward` propagates SDLM's second derivatives.
-Options = namedtuple("Options", "unit_bias squash_out relu ce dropout step_in_backward adamw "
-                                "curvature A S pad target")
+Options = namedtuple("Options", "unit_bias squash_out relu ce sum_out dropout step_in_backward "
+                                "adamw curvature A S pad target")
 
 
 # --- tanh without libm --------------------------------------------------------------------
@@ -352,7 +353,8 @@ def forward(buf, image, table, o):
 
 @njit(**PART)
 def output_backward(buf, label, o):
-    """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2, t = +-target (NC89 §4), or
+    """Mirrors reference.sample_loss: E = mean_k (y_k - t_k)^2 (or the sum: o.sum_out), t =
+    +-target (NC89 §4), or
     E = -log softmax(y)_label (ce). Returns E; D4 = dE/da of the output units (o.curvature:
     d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
     curvature = o.curvature
@@ -370,12 +372,13 @@ def output_backward(buf, label, o):
             p = buf[D4 + j] / z
             buf[D4 + j] = p * (f(1) - p) if curvature else p - (f(1) if j == label else f(0))
     else:
-        loss, two_n = f(0), f(2 / OUT)
+        loss, two_n = f(0), f(2) if o.sum_out else f(2 / OUT)
         for j in range(OUT):
             e = buf[Y + j] - (o.target if j == label else -o.target)
             loss += e * e
             buf[D4 + j] = two_n if curvature else two_n * e
-        loss /= f(OUT)
+        if not o.sum_out:
+            loss /= f(OUT)
     if o.squash_out:
         act_backward(buf, D4, T4, OUT, o)
     return loss

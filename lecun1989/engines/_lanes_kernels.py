@@ -99,8 +99,8 @@ XSIZE = XCOL + TAPS * N1
 
 # A configuration's options (lanes.py builds them; A, S, pad of the engine's dtype).
 # per_param: SGD steps with each parameter's STEP (SDLM) instead of LRV (plain SGD).
-Options = namedtuple("Options", "unit_bias squash_out relu ce dropout sgd per_param adamw "
-                                "curvature A S pad")
+Options = namedtuple("Options", "unit_bias squash_out relu ce sum_out dropout sgd per_param "
+                                "adamw curvature A S pad")
 
 
 # --- the two LLVM-level helpers -----------------------------------------------------------
@@ -359,7 +359,8 @@ def forward(buf, xs, image, table, o):
 
 @njit(**PART)
 def output_backward(buf, label, o):
-    """Mirrors reference.sample_loss per lane: E = mean_k (y_k - t_k)^2, t = +-TGT (NC89 §4),
+    """Mirrors reference.sample_loss per lane: E = mean_k (y_k - t_k)^2 (or the sum:
+    o.sum_out), t = +-TGT (NC89 §4),
     or E = -log softmax(y)_label (ce), into LOSS; D4 = dE/da of the output units
     (o.curvature: d2E/da2, 2/10 f'^2 or p_k (1 - p_k) f'^2)."""
     wide()
@@ -380,7 +381,7 @@ def output_backward(buf, label, o):
                 buf[at(D4 + j) + l] = (p * (f(1) - p) if o.curvature
                                        else p - (f(1) if j == label else f(0)))
     else:
-        two_n = f(2 / OUT)
+        two_n = f(2) if o.sum_out else f(2 / OUT)
         loss = local_array(buf, 16)
         for l in range(L):
             loss[l] = f(0)
@@ -394,7 +395,7 @@ def output_backward(buf, label, o):
             for l in range(L):
                 buf[at(D4 + j) + l] = d[l]
         for l in range(L):
-            buf[at(LOSS) + l] = loss[l] / f(OUT)
+            buf[at(LOSS) + l] = loss[l] if o.sum_out else loss[l] / f(OUT)
     if o.squash_out:
         act_backward(buf, D4, T4, OUT, o)
 

@@ -48,9 +48,11 @@ SUPPORTS = {
     "model.dropout": ANY, "model.dtype": ("float32", "float64"),
     "train.passes": ANY, "train.optimizer": ("sgd", "sdlm", "adamw"), "train.lr": ANY,
     "train.lr_schedule": ANY, "train.lr_final": ANY, "train.weight_decay": ANY,
-    "train.loss": ("mse", "cross_entropy"), "train.target": ANY,
+    "train.loss": ("mse", "cross_entropy"), "train.loss_reduction": ("mean", "sum"),
+    "train.target": ANY,
     "train.shuffle": (False, True), "train.augment_shift": ANY,  # (the driver's patterns)
-    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.loss_every": ANY,
+    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.sdlm_decay": ANY,
+    "train.sdlm_estimate": ANY, "train.loss_every": ANY,  # ('running': see RULES)
     "train.history_every": ANY, "train.snapshot_every": ANY,
     "data.name": ANY, "data.data_dir": ANY, "data.sample_seed": ANY,
     "data.limit_train": ANY, "data.limit_test": ANY, "data.validation": ANY,
@@ -61,7 +63,10 @@ PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train
                        "model.init", "model.bias_init", "model.output_bias_init"})
 RULES = [(lambda c: bool(c.model.dropout) and c.train.optimizer == "sdlm",
           "model.dropout with train.optimizer=sdlm (SDLM's estimate runs without dropout "
-          "in the reference only)")]
+          "in the reference only)"),
+         # a curvature pass before every step: the lanes engine and the reference have it
+         (lambda c: c.train.optimizer == "sdlm" and c.train.sdlm_estimate == "running",
+          "train.sdlm_estimate=running (the lanes and reference engines compute it)")]
 
 
 class FastEngine:
@@ -92,7 +97,8 @@ class FastEngine:
         relu, f = m.activation == "relu", self.dtype.type
         self.options = k.Options(  # the kernels' view of the configuration
             unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
-            ce=cfg.train.loss == "cross_entropy", dropout=bool(m.dropout),
+            ce=cfg.train.loss == "cross_entropy", sum_out=cfg.train.loss_reduction == "sum",
+            dropout=bool(m.dropout),
             step_in_backward=cfg.train.optimizer in ("sgd", "sdlm"),
             adamw=cfg.train.optimizer == "adamw",
             curvature=False,

@@ -10,12 +10,13 @@ a grid over constants and seeds is one engine. The numbers equal the reference e
     engine = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs])
     losses = engine.train_steps(images, labels, 0, 100, lr=np.full(len(cfgs), 0.03))
 
-What it computes: tanh and ReLU units, MSE and softmax cross-entropy, SGD, SDLM (its
-per-pass estimate on train.sdlm_samples patterns; with dropout too, which the fast engine
+What it computes: tanh and ReLU units, MSE (mean or sum over the outputs) and softmax
+cross-entropy, SGD, SDLM (its per-pass estimate on train.sdlm_samples patterns, or the running
+estimate, one pattern's curvature before every step; with dropout too, which the fast engine
 refuses), AdamW, unit and map biases, any connection table, any pad_value, squashed or
 linear outputs, dropout (each model's masks given to `train_steps`), float32 and float64.
 Per model (PER_MODEL): the seed and init ranges (the initial weights), each chunk's lr or
-eps, SDLM's mu, the MSE target.
+eps, SDLM's mu and running-average weight g, the MSE target.
 
 What it refuses (SUPPORTS, PER_MODEL, `unsupported`), and why:
 - model.input_size other than 16: the kernels' layout is built for 16x16 digits (NC89 §2);
@@ -55,9 +56,11 @@ SUPPORTS: dict[str, object] = {
     "model.dtype": ("float32", "float64"),
     "train.passes": ANY, "train.optimizer": ("sgd", "sdlm", "adamw"), "train.lr": ANY,
     "train.lr_schedule": ANY, "train.lr_final": ANY, "train.weight_decay": ANY,
-    "train.loss": ("mse", "cross_entropy"), "train.target": ANY,
+    "train.loss": ("mse", "cross_entropy"), "train.loss_reduction": ("mean", "sum"),
+    "train.target": ANY,
     "train.shuffle": ANY, "train.augment_shift": ANY,  # with one seed only (engines/base.py)
-    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.loss_every": ANY,
+    "train.sdlm_mu": ANY, "train.sdlm_samples": ANY, "train.sdlm_estimate": ("pass", "running"),
+    "train.sdlm_decay": ANY, "train.loss_every": ANY,
     "train.history_every": ANY, "train.snapshot_every": ANY,
     "data.name": ANY, "data.data_dir": ANY, "data.sample_seed": ANY,
     "data.limit_train": ANY, "data.limit_test": ANY, "data.validation": ANY,
@@ -65,8 +68,8 @@ SUPPORTS: dict[str, object] = {
 # What a lane holds on its own: the initial weights (seed, init ranges) and the scalars the
 # kernels read per lane (lr or eps for each chunk, SDLM's mu, the MSE target).
 PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train.lr_final",
-                       "train.sdlm_mu", "train.target", "model.init", "model.bias_init",
-                       "model.output_bias_init"})
+                       "train.sdlm_mu", "train.sdlm_decay", "train.target", "model.init",
+                       "model.bias_init", "model.output_bias_init"})
 RULES: list = []
 
 
@@ -184,7 +187,8 @@ class LanesEngine:
         self.unit_bias, relu, f = m.bias == "unit", m.activation == "relu", self.dtype.type
         self.options = k.Options(
             unit_bias=self.unit_bias, squash_out=bool(m.output_activation), relu=relu,
-            ce=t.loss == "cross_entropy", dropout=bool(m.dropout), sgd=t.optimizer != "adamw",
+            ce=t.loss == "cross_entropy", sum_out=t.loss_reduction == "sum",
+            dropout=bool(m.dropout), sgd=t.optimizer != "adamw",
             per_param=t.optimizer == "sdlm", adamw=t.optimizer == "adamw", curvature=False,
             A=f(1 if relu else m.tanh_scale), S=f(1 if relu else m.tanh_slope),
             pad=f(m.pad_value))
@@ -192,11 +196,13 @@ class LanesEngine:
                                                   adamw=False)
         self.curvature_options = self.eval_options._replace(curvature=True)
         self.sdlm, self.adamw = t.optimizer == "sdlm", t.optimizer == "adamw"
+        self.running = self.sdlm and t.sdlm_estimate == "running"
         self.weight_decay = float(t.weight_decay)
         self.estimated = False  # SDLM: h holds an estimate
         n_blocks = -(-len(cfgs) // k.LANES)
         self.bufs = aligned_zeros((n_blocks, k.ROWS * k.LANES), self.dtype)
         self.mu = np.ones((n_blocks, k.LANES), self.dtype)  # padded lanes: mu 1, lr 0
+        self.decay = np.zeros((n_blocks, k.LANES), self.dtype)  # SDLM 'running': g
         for b in range(n_blocks if self.sdlm else 0):  # SDLM: plain SGD until estimated
             self._rows(b)[k.INV:k.INV + k.NPARAM] = 1
         for i, (cfg, p) in enumerate(zip(cfgs, params, strict=True)):
@@ -204,6 +210,7 @@ class LanesEngine:
             self._put(b, lane, p)
             self._rows(b)[k.TGT, lane] = cfg.train.target
             self.mu[b, lane] = cfg.train.sdlm_mu
+            self.decay[b, lane] = cfg.train.sdlm_decay
 
     # --- parameters in and out of the rows -----------------------------------------------
 
@@ -246,21 +253,43 @@ class LanesEngine:
     # --- the K-model engine interface ------------------------------------------------------
 
     def begin_pass(self, pass_index: int, images: np.ndarray, labels: np.ndarray) -> None:
-        """SDLM: estimate h on the pass's first `sdlm_samples` patterns (else nothing)."""
-        if not self.sdlm:
+        """SDLM: estimate h on the pass's first `sdlm_samples` patterns (else nothing;
+        'running': only while there is no estimate yet, before the first pass)."""
+        if not self.sdlm or (self.running and self.estimated):
             return
         images, labels = _contiguous(images), np.ascontiguousarray(labels, dtype=np.int64)
-        n, k = min(self.cfg.train.sdlm_samples, len(labels)), self.k
+        n = min(self.cfg.train.sdlm_samples, len(labels))
+        self._curvature_sum(images, labels, 0, n)
+        for b in range(len(self.bufs)):  # sdlm.SDLM.begin_pass: the mean over the n patterns
+            self._hess(b)[...] /= self.dtype.type(n)
+            self._set_inverse(b)
+        self.estimated = True
+
+    def _hess(self, b: int) -> np.ndarray:
+        """Block b's h, (NPARAM, LANES)."""
+        return self._rows(b)[self.k.HESS:self.k.HESS + self.k.NPARAM]
+
+    def _curvature_sum(self, images, labels, start: int, stop: int) -> None:
+        """Every block's h := the sum over patterns start..stop-1 of their second derivatives
+        at the current weights (the ESTIMATE job)."""
+        k = self.k
         for b in range(len(self.bufs)):  # the kernel swaps the weights with their squares
             rows = self._rows(b)
             rows[k.WSAVE:k.WSAVE + k.NPARAM] = rows[:k.NPARAM]
             rows[k.HESS:k.HESS + k.NPARAM] = 0
-        self._run([(buf, images, labels, self._no_keep(), 0, n, k.ESTIMATE, self._no_lr(),
-                    self.curvature_options, self._no_out()) for buf in self.bufs])
-        for b in range(len(self.bufs)):  # sdlm.SDLM.begin_pass: the mean over the n patterns
-            self._rows(b)[k.HESS:k.HESS + k.NPARAM] /= self.dtype.type(n)
+        self._run([(buf, images, labels, self._no_keep(), start, stop, k.ESTIMATE,
+                    self._no_lr(), self.curvature_options, self._no_out())
+                   for buf in self.bufs])
+
+    def _observe(self, images, labels, i: int) -> None:
+        """SDLM 'running', before pattern i's step: h <- (1 - g) h + g h_i, each lane with its
+        g (sdlm.SDLM.observe)."""
+        old = [self._hess(b).copy() for b in range(len(self.bufs))]
+        self._curvature_sum(images, labels, i, i + 1)
+        for b in range(len(self.bufs)):
+            g = self.decay[b]
+            self._hess(b)[...] = (1 - g) * old[b] + g * self._hess(b)
             self._set_inverse(b)
-        self.estimated = True
 
     def _set_inverse(self, b: int) -> None:
         """INV = 1 / (mu + h), each lane with its mu (sdlm.SDLM._set)."""
@@ -281,6 +310,17 @@ class LanesEngine:
             raise ConfigError("model.dropout needs each model's keep-masks for the pass: "
                               "train_steps(..., keep=np.stack([dropout_keep(cfg, pass, "
                               "len(labels)) for cfg in cfgs]))")
+        if self.running:  # one pattern at a time, h updated before each step
+            out = np.empty((self.n_models, n))
+            for i in range(start, stop):
+                self._observe(images, labels, i)
+                out[:, i - start] = self._steps(images, labels, i, i + 1, lr, keep)[:, 0]
+            return out
+        return self._steps(images, labels, start, stop, lr, keep)
+
+    def _steps(self, images, labels, start, stop, lr, keep) -> np.ndarray:
+        """`train_steps` without the running estimate: the TRAIN job on every block."""
+        k, n = self.k, stop - start
         jobs, losses = [], np.zeros((len(self.bufs), n, k.LANES))
         for b, buf in enumerate(self.bufs):
             models = range(b * k.LANES, min((b + 1) * k.LANES, self.n_models))

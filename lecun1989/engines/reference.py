@@ -26,9 +26,9 @@ SUPPORTS = {key: ANY for key in (  # every field: the reference computes every o
                              "tanh_scale", "tanh_slope", "output_activation", "init",
                              "bias_init", "output_bias_init", "dropout", "dtype")),
     *(f"train.{n}" for n in ("passes", "optimizer", "lr", "lr_schedule", "lr_final",
-                             "weight_decay", "loss", "target", "shuffle", "augment_shift",
-                             "sdlm_mu", "sdlm_samples", "loss_every", "history_every",
-                             "snapshot_every")),
+                             "weight_decay", "loss", "loss_reduction", "target", "shuffle",
+                             "augment_shift", "sdlm_mu", "sdlm_samples", "sdlm_estimate",
+                             "sdlm_decay", "loss_every", "history_every", "snapshot_every")),
     *(f"data.{n}" for n in ("name", "data_dir", "sample_seed", "limit_train", "limit_test",
                             "validation")))}
 # Each model has its own network and optimizer, so any setting that leaves the patterns alone
@@ -47,11 +47,14 @@ def resolve_device(cfg: RunConfig) -> str:
 
 
 def sample_loss(out: torch.Tensor, label: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
-    """One pattern's loss: NC89's MSE to +-target (mean over the outputs), or cross-entropy."""
+    """One pattern's loss: NC89's MSE to +-target (mean over the outputs, or their sum with
+    train.loss_reduction=sum), or cross-entropy."""
     if cfg.train.loss == "cross_entropy":
         return F.cross_entropy(out, label)
     t = torch.full_like(out, -cfg.train.target)
     t[torch.arange(len(label)), label] = cfg.train.target
+    if cfg.train.loss_reduction == "sum":
+        return torch.sum((out - t) ** 2)
     return torch.mean((out - t) ** 2)
 
 
@@ -103,6 +106,7 @@ class ReferenceEngine:
                 params = [getattr(model, n) for n in PARAM_NAMES]
                 model.train()
                 for i in range(stop - start):
+                    optimizer.observe(model, x[i:i + 1])  # (SDLM's running estimate)
                     out = model(x[i:i + 1], None if k is None else k[i:i + 1])
                     loss = sample_loss(out, y[i:i + 1], cfg)
                     grads = torch.autograd.grad(loss, params)

@@ -1,7 +1,8 @@
 """Update rules for the reference engine: plain SGD, AdamW (ablations); SDLM lives in sdlm.py.
 
 Each optimizer updates parameters in place from one sample's gradients:
-`step(params, grads, lr)`; `begin_pass` lets a rule look at the data before a pass.
+`step(params, grads, lr)`; `begin_pass` lets a rule look at the data before a pass, and
+`observe(model, image)` at each pattern before its step (SDLM's running estimate).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ class SGD:
     """w <- w - lr * dE/dw, one pattern at a time (NC89 §4's stand-in used by reproductions)."""
 
     def begin_pass(self, model, pass_index, images, labels) -> None:
+        pass
+
+    def observe(self, model, image) -> None:
         pass
 
     @torch.no_grad()
@@ -37,6 +41,9 @@ class AdamW:
         self.opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=weight_decay)
 
     def begin_pass(self, model, pass_index, images, labels) -> None:
+        pass
+
+    def observe(self, model, image) -> None:
         pass
 
     def step(self, params, grads, lr: float) -> None:

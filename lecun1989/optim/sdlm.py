@@ -11,7 +11,8 @@ mu = 0.02) of the Gauss-Newton second derivatives, back-propagated like the grad
 the f'' terms dropped, so every one is >= 0. Notation: a unit's total input a, its output
 y = f(a), the inputs x its weights multiply (padding included), D = d2E/da^2.
 
-    loss      d2E/dy_k^2 = 2/10 for E = mean_k (y_k - t_k)^2 (NC89's MSE over 10 outputs);
+    loss      d2E/dy_k^2 = 2/10 for E = mean_k (y_k - t_k)^2 (NC89's MSE over 10 outputs;
+              2 with train.loss_reduction=sum);
               p_k (1 - p_k) for softmax cross-entropy (ablations), p = softmax(y)
     unit      D_k = f'(a_k)^2 d2E/dy_k^2;  f'(a) = A S (1 - tanh^2(S a)) = (S/A)(A^2 - y^2)
               (ReLU: f' = 1 where y > 0, else 0); linear outputs (output_activation=False): f' = 1
@@ -52,8 +53,11 @@ h2_b 1.09, h1_w 1.03, h1_b 1.09; after one SGD pass h2_w 0.83, h2_b 0.74, h1_w 0
 (spreads in docs/sdlm.md).
 
 Choices where the papers are silent: the estimate uses the first `sdlm_samples` patterns of
-each pass's data at the weights the pass starts with, averaged (not a running average); it
-runs in the model's dtype; dropout (an ablation) is off while it runs. A step costs what an
+each pass's data at the weights the pass starts with, averaged (train.sdlm_estimate="pass",
+LeNet-5's way). NC89 cites Becker & LeCun 1988, whose estimate is a running average:
+sdlm_estimate="running" starts from that average before the first pass, then before every
+step mixes in the step's own pattern at the current weights, h <- (1 - g) h + g h_pattern
+(g = train.sdlm_decay, a guess), and re-computes the factors. It runs in the model's dtype; dropout (an ablation) is off while it runs. A step costs what an
 SGD step costs: the factors 1 / (mu + h) are computed once per estimate, and the update is
 w <- w - (lr * dE/dw) * (1 / (mu + h)).
 """
@@ -77,6 +81,8 @@ def loss_curvature(out: Tensor, cfg: TrainConfig) -> Tensor:
     if cfg.loss == "cross_entropy":  # softmax Hessian diag(p) - p p^T: keep its diagonal
         p = torch.softmax(out, dim=1)
         return p * (1 - p)
+    if cfg.loss_reduction == "sum":  # E = sum_k (y_k - t_k)^2
+        return torch.full_like(out, 2.0)
     return torch.full_like(out, 2 / out.shape[1])  # E = mean_k (y_k - t_k)^2 (NC89 MSE)
 
 
@@ -188,8 +194,20 @@ class SDLM:
         self._inv: list[Tensor] = []  # 1 / (mu + h), in PARAM_NAMES order
 
     def begin_pass(self, model, pass_index, images, labels) -> None:
-        """Re-estimate h on the pass's first `sdlm_samples` patterns at the current weights."""
+        """Re-estimate h on the pass's first `sdlm_samples` patterns at the current weights
+        ('running': only when there is no estimate yet, before the first pass)."""
+        if self.cfg.sdlm_estimate == "running" and self.h is not None:
+            return
         self._set(average_curvature(model, images[:self.cfg.sdlm_samples], self.cfg))
+
+    @torch.no_grad()
+    def observe(self, model, image: Tensor) -> None:
+        """Before a step ('running' only): h <- (1 - g) h + g h_pattern, the step's pattern's
+        second derivatives at the current weights (Becker & LeCun 1988), g = sdlm_decay."""
+        if self.cfg.sdlm_estimate != "running":
+            return
+        g, new = self.cfg.sdlm_decay, gauss_newton_diagonal(model, image, self.cfg)
+        self._set({n: (1 - g) * self.h[n] + g * new[n] for n in PARAM_NAMES})
 
     @torch.no_grad()
     def step(self, params: list[Tensor], grads: list[Tensor], lr: float) -> None:
