@@ -57,9 +57,11 @@ each pass's data at the weights the pass starts with, averaged (train.sdlm_estim
 LeNet-5's way). NC89 cites Becker & LeCun 1988, whose estimate is a running average:
 sdlm_estimate="running" starts from that average before the first pass, then before every
 step mixes in the step's own pattern at the current weights, h <- (1 - g) h + g h_pattern
-(g = train.sdlm_decay, a guess), and re-computes the factors. It runs in the model's dtype; dropout (an ablation) is off while it runs. A step costs what an
-SGD step costs: the factors 1 / (mu + h) are computed once per estimate, and the update is
-w <- w - (lr * dE/dw) * (1 / (mu + h)).
+(g = train.sdlm_decay, a guess), and re-computes the factors. The estimate runs in the
+model's dtype; dropout (an ablation) is off while it runs. With the per-pass estimate a step
+costs what an SGD step costs: the factors 1 / (mu + h) are computed once per estimate, and
+the update is w <- w - (lr * dE/dw) * (1 / (mu + h)); the running one adds a curvature pass
+before every step.
 """
 
 from __future__ import annotations
