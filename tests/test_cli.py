@@ -211,7 +211,7 @@ def test_config_lists_every_key_with_its_value_type_allowed_values_and_meaning(c
     assert rows["seed"]["allowed"] == "an integer 0..4294967295"
     assert main(["config"]) == 0
     text = capsys.readouterr().out
-    assert 'train.lr = 6e-05  (float; > 0)' in text and "SDLM" in text
+    assert 'train.lr = 0.0004  (float; > 0)' in text and "SDLM" in text
 
 
 def test_a_folder_of_seeds_is_first_class(tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_report_holds_the_runs_numbers_beside_the_papers(report, trained_run):
     for description in GUESSES.values():  # every guess is named, from config.GUESSES
         assert description.replace("|", "\\|") in md
     assert "| train.optimizer | sgd | sdlm |" in md  # a value that differs from the paper preset
-    assert "| train.lr | 0.1 | 6e-05 |" in md
+    assert "| train.lr | 0.1 | 0.0004 |" in md
     assert "sklearn.datasets.load_digits" in md  # the data's provenance
     versions = json.loads((report / "config.json").read_text())["versions"]
     assert f"| torch | {versions['torch']} |" in md

@@ -142,9 +142,9 @@ def test_a_run_that_goes_nowhere_says_why_once(one_thread):
     fit(bad, load_run_data(bad), progress=False, log=said.append)
     warnings = [line for line in said if "not learning" in line]
     assert len(warnings) == 1 and "pinned at +-1.7159" in warnings[0]
-    assert "train.lr=6e-05" in warnings[0] and "SDLM" in warnings[0]
+    assert "train.lr=0.0004" in warnings[0] and "SDLM" in warnings[0]
     said.clear()
-    good = apply_overrides(bad, ["train.lr=6e-5"])
+    good = apply_overrides(bad, ["train.lr=4e-4"])
     fit(good, load_run_data(good), progress=False, log=said.append)
     assert not [line for line in said if "not learning" in line]
 
