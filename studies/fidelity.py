@@ -6,7 +6,7 @@ its output.
     python studies/fidelity.py select   --data-dir ../shared/data/usps   # validation only
     python studies/fidelity.py headline --data-dir ../shared/data/usps   # 20 seeds, test once
     python studies/fidelity.py ablate   --data-dir ../shared/data/usps   # paired, 10 seeds
-    python studies/fidelity.py figures                                   # from the JSON
+    python studies/fidelity.py figures          # the pictures and the target table, from the JSON
 
 Model selection never sees the test set: `select` and the validation half of `ablate` train on
 the first 6291 training digits and score on the last 1000 (`data.validation=1000`).
@@ -401,6 +401,59 @@ def markdown(stage: str, result: dict) -> str:
 
 # --- figures ------------------------------------------------------------------------------------
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's 95% interval for a share of k in n (the share of seeds that reach a target)."""
+    p, d = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / d, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return float(max(0.0, mid - half)), float(min(1.0, mid + half))
+
+
+def targets() -> dict:
+    """The issue's targets against the headline: the median of 20 seeds with its interval,
+    and how many single seeds reach each target (the paper reports one run)."""
+    from lecun1989 import paper
+
+    rows = json.loads((RESULTS / "headline.json").read_text())["rows"]
+    # the issue's targets: NC89's test error and reject rate; train error 0.3% (NC89: 0.14%)
+    goals = {"test error": ("test", "error", paper.RESULTS["test"]["error"]),
+             "train error": ("train", "error", 0.003),
+             "reject for 1%": ("test", "reject_for_1pct",
+                               paper.RESULTS["test"]["reject_for_1pct"])}
+    out = {}
+    for r in rows:
+        out[r["name"]] = {}
+        for goal, (split, metric, limit) in goals.items():
+            values = [s[split][metric] for s in r["per_seed"]]
+            k = sum(v <= limit + 1e-12 for v in values)
+            st = r["stats"][split][metric]
+            out[r["name"]][goal] = {"paper": limit, "median": st["median"],
+                                    "median_ci": st["median_ci"], "reached": st["median"] <= limit,
+                                    "seeds_reaching": k, "seeds": len(values),
+                                    "share_ci": list(wilson(k, len(values)))}
+        both = [s["test"]["error"] <= goals["test error"][2] + 1e-12
+                and s["train"]["error"] <= goals["train error"][2] + 1e-12
+                for s in r["per_seed"]]
+        out[r["name"]]["seeds reaching all three"] = sum(  # (of the seeds)
+            b and s["test"]["reject_for_1pct"] <= goals["reject for 1%"][2] + 1e-12
+            for b, s in zip(both, r["per_seed"], strict=True))
+    return out
+
+
+def targets_table(t: dict) -> list[str]:
+    out = ["| preset | target, % | median of the seeds, % [95% interval] | reached? | seeds "
+           "reaching it (share, 95% interval) |", "|---|---|---|---|---|"]
+    for name, goals in t.items():
+        for goal, g in goals.items():
+            if not isinstance(g, dict):
+                continue
+            out.append(f"| {name} | {goal} <= {_pct(g['paper'])} | "
+                       f"{_pct(g['median'])} [{_pct(g['median_ci'][0])}, "
+                       f"{_pct(g['median_ci'][1])}] | {'yes' if g['reached'] else 'no'} | "
+                       f"{g['seeds_reaching']} of {g['seeds']} ({_pct(g['share_ci'][0])}-"
+                       f"{_pct(g['share_ci'][1])}%) |")
+    return out
+
+
 def figures() -> list[Path]:
     import matplotlib
 
@@ -463,6 +516,10 @@ def main() -> None:
     ap.add_argument("--data-dir", help="folder with zip.train.gz, zip.test.gz")
     args = ap.parse_args()
     if args.stage == "figures":
+        t = targets()
+        (RESULTS / "targets.json").write_text(json.dumps(t, indent=1) + "\n")
+        (RESULTS / "targets.md").write_text("\n".join(targets_table(t)) + "\n")
+        print("\n".join(targets_table(t)))
         for path in figures():
             print(path)
         return
