@@ -430,10 +430,14 @@ class LanesEngine:
         jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
-        # the first call compiles (or loads numba's cache), once; the loop vectoriser off
-        _compile.call(k.run, jobs[0], ("lanes", self.dtype.name, jobs[0][3].dtype.name),
-                      _helpers, loop_vectorize=False)
-        jobs = jobs[1:]
+        # the first call compiles (or loads numba's cache), once, on this thread alone; the
+        # loop vectoriser off. After that every job runs on the pool, all at once: the first
+        # job no longer waits for nothing before the others start (K = 20: two blocks, which
+        # ran one after the other on one core)
+        key = ("lanes", self.dtype.name, jobs[0][3].dtype.name)
+        if not _compile.loaded(key):
+            _compile.call(k.run, jobs[0], key, _helpers, loop_vectorize=False)
+            jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
             for args in jobs:
                 k.run(*args)
