@@ -108,7 +108,7 @@ sig = tuple(typeof(a) for a in args)
 buf, xs, table, images, labels, o = (sig[i] for i in (0, 1, 2, 3, 4, 11))
 try:
     if part in ("forward", "all"):
-        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o))
+        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o, nt.int64))
 finally:
     if part == "forward":
         Path(done).touch()
