@@ -37,7 +37,7 @@ import numpy as np
 
 from lecun1989.config import RunConfig
 from lecun1989.engines import _compile
-from lecun1989.engines._buffers import aligned_copy, aligned_zeros, digit_images
+from lecun1989.engines._buffers import aligned_zeros, digit_images
 from lecun1989.engines.base import ANY, unsupported
 from lecun1989.errors import CheckpointError, ConfigError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
@@ -180,6 +180,7 @@ class LanesEngine:
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.threads = threads or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
+        self._predict_buffers: dict[tuple[int, int], np.ndarray] = {}  # `_predict_buffer`
         self.k = k = _kernels()
         m, t = self.cfg.model, self.cfg.train
         self.dtype, self.n_models = np.dtype(m.dtype), len(cfgs)
@@ -345,7 +346,8 @@ class LanesEngine:
 
     def predict(self, images: np.ndarray, models=None) -> np.ndarray:
         """Each model's outputs (len(models), N, 10), float64; `models`: a subset, in order.
-        Each block needed runs on a copy of its buffer, its patterns split over the threads."""
+        Each block needed runs on copies of its parameters, its patterns split over the
+        threads (`_predict_buffer`)."""
         images, models, k = _contiguous(images), self._models(models), self.k
         blocks = sorted({m // k.LANES for m in models})
         n = len(images)
@@ -353,12 +355,26 @@ class LanesEngine:
         outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
         bounds = np.linspace(0, n, parts + 1).astype(int)
 
-        self._run([(aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
-                    int(lo), int(hi), k.PREDICT, self._no_lr(), self.eval_options,
-                    outs[b][lo * k.OUT:hi * k.OUT])
-                   for b in blocks for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+        self._run([(self._predict_buffer(b, part), images, self._no_labels(),
+                    self._no_keep(), int(lo), int(hi), k.PREDICT, self._no_lr(),
+                    self.eval_options, outs[b][lo * k.OUT:hi * k.OUT])
+                   for b in blocks
+                   for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))])
         return np.stack([outs[m // k.LANES].reshape(n, k.OUT, k.LANES)[:, :, m % k.LANES]
                          for m in models])
+
+    def _predict_buffer(self, b: int, part: int) -> np.ndarray:
+        """A buffer of block b's layout holding its parameters, for one share of `predict`'s
+        patterns: the forward pass writes its activations there, not into the training
+        buffer (nor into another share's). Kept between calls (a fresh copy of the whole
+        buffer was 5 MB to allocate, fault in and copy per block and call); only the
+        parameters, all the forward pass reads, are copied in."""
+        key, k = (b, part), self.k
+        if key not in self._predict_buffers:
+            self._predict_buffers[key] = aligned_zeros(self.bufs[b].shape, self.dtype)
+        buf = self._predict_buffers[key]
+        buf[:k.NPARAM * k.LANES] = self.bufs[b, :k.NPARAM * k.LANES]
+        return buf
 
     def params(self, models=None) -> list[dict[str, np.ndarray]]:
         """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
