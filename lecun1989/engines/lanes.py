@@ -366,9 +366,9 @@ class LanesEngine:
     def _predict_buffer(self, b: int, part: int) -> np.ndarray:
         """A buffer of block b's layout holding its parameters, for one share of `predict`'s
         patterns: the forward pass writes its activations there, not into the training
-        buffer (nor into another share's). Kept between calls (a fresh copy of the whole
-        buffer was 5 MB to allocate, fault in and copy per block and call); only the
-        parameters, all the forward pass reads, are copied in."""
+        buffer (nor into another share's). Kept between calls, and only the parameters, all
+        that the forward pass reads, are copied in (not the whole buffer, optimizer state
+        and scratch included, into fresh memory each call)."""
         key, k = (b, part), self.k
         if key not in self._predict_buffers:
             self._predict_buffers[key] = aligned_zeros(self.bufs[b].shape, self.dtype)
@@ -446,10 +446,10 @@ class LanesEngine:
         jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
-        # the first call compiles (or loads numba's cache), once, on this thread alone; the
-        # loop vectoriser off. After that every job runs on the pool, all at once: the first
-        # job no longer waits for nothing before the others start (K = 20: two blocks, which
-        # ran one after the other on one core)
+        # the first call for these types compiles the kernel (or loads numba's cache) here,
+        # alone, the loop vectoriser off; from then on every job goes to the pool at once
+        # (running the first job here before starting the others ran two blocks one after
+        # the other)
         key = ("lanes", self.dtype.name, jobs[0][3].dtype.name)
         if not _compile.loaded(key):
             _compile.call(k.run, jobs[0], key, _helpers, loop_vectorize=False)
