@@ -16,6 +16,7 @@ from lecun1989.analysis.history import (
     SNAPSHOTS,
     HistoryRecorder,
     histogram,
+    histograms,
     param_density,
     read_jsonl,
     read_loss,
@@ -39,6 +40,25 @@ def test_histogram_has_a_fixed_size_and_the_exact_moments():
         assert h["mean"] == pytest.approx(v.mean()) and h["std"] == pytest.approx(v.std())
     flat = histogram(np.zeros(768))  # biases before training: one value
     assert sum(flat["counts"]) == 768 and flat["min"] == flat["max"] == 0
+
+
+def test_histograms_equal_histogram_of_each_tensor():
+    """The recorder's one-pass `histograms` gives what `histogram` gives tensor by tensor:
+    real weights in both dtypes, ties, constant tensors, tiny and large ranges."""
+    rng = np.random.default_rng(0)
+    cases = [[p[n].astype(dtype) for n in PARAM_NAMES]
+             for p in (init_params(preset("paper").model, 0),) for dtype in (np.float32,
+                                                                            np.float64)]
+    cases += [[rng.normal(size=int(rng.integers(1, 300))) * 10.0 ** int(rng.integers(-9, 4))
+               for _ in range(5)] for _ in range(50)]
+    cases += [[np.round(rng.normal(size=200), 1), np.zeros(7), np.full(3, -0.25),
+               rng.integers(-3, 4, 100) / 7, np.array([0.0, 1e-300])]]
+    for tensors in cases:
+        assert histograms(tensors) == [histogram(t) for t in tensors]
+    too_narrow = np.array([1.0, np.nextafter(1.0, 2.0)])  # np.histogram refuses it: so both
+    for f in (histogram, lambda t: histograms([t])):
+        with pytest.raises(ValueError, match="Too many bins"):
+            f(too_narrow)
 
 
 def test_param_density_keeps_mass_and_place():

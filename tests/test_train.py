@@ -11,7 +11,13 @@ from lecun1989.engines.reference import ReferenceEngine
 from lecun1989.model import Net1989, init_params
 from lecun1989.train import checkpoint
 from lecun1989.train.loop import RunData, fit, load_run_data, lr_at, pass_data, stall_warnings
-from lecun1989.train.metrics import evaluate_outputs, reject_curve, reject_for_error, targets
+from lecun1989.train.metrics import (
+    evaluate_outputs,
+    reject_curve,
+    reject_for_error,
+    reject_threshold,
+    targets,
+)
 
 
 def _digits(n_train=120, n_test=60, seed=0):
@@ -110,6 +116,20 @@ def test_metrics_match_a_direct_count():
     r = reject_for_error(outputs, labels, 0.01)
     k = round(r * 500)
     assert err[k] <= 0.01 and (k == 0 or err[k - 1] > 0.01)
+
+
+def test_evaluate_outputs_rejects_as_the_reject_functions_do():
+    """evaluate_outputs sorts the margins once for both reject figures: the same numbers as
+    reject_for_error and reject_threshold, ties and all-right sets included."""
+    rng = np.random.default_rng(1)
+    for n, scale, decimals in ((500, 1.0, None), (300, 1.0, 1), (40, 0.1, None), (7, 3.0, 0)):
+        labels = rng.integers(0, 10, n)
+        outputs = rng.normal(size=(n, 10)) * scale + 2.5 * targets(labels)
+        if decimals is not None:
+            outputs = np.round(outputs, decimals)  # ties in the margins
+        m = evaluate_outputs(outputs, labels)
+        assert m["reject_for_1pct"] == reject_for_error(outputs, labels, 0.01)
+        assert m["reject_threshold_1pct"] == reject_threshold(outputs, labels, 0.01)
 
 
 def test_perfect_outputs_need_no_rejection():

@@ -51,6 +51,12 @@ def call(kernel, args, key: tuple, elsewhere, loop_vectorize: bool | None = None
     _COMPILED.add(key)
 
 
+def loaded(key: tuple) -> bool:
+    """Whether `call` has compiled or loaded the kernel for `key` in this process: from then
+    on the kernel may be called directly, from any thread."""
+    return key in _COMPILED
+
+
 def compiled(engine: str, dtype: str) -> bool:
     """Whether this process has compiled or loaded `engine`'s kernel for weights of dtype."""
     return any(key[:2] == (engine, dtype) for key in _COMPILED)

@@ -203,6 +203,17 @@ def copy_rows(buf, dst, src, n, scale):
 
 
 @njit(inline="always", **JIT)
+def move_rows(buf, dst, src, n):
+    """rows dst..dst+n = rows src..src+n, exactly (through the stack)."""
+    tmp = local_array(buf, 16)
+    for i in range(n):
+        for l in range(L):
+            tmp[l] = buf[at(src + i) + l]
+        for l in range(L):
+            buf[at(dst + i) + l] = tmp[l]
+
+
+@njit(inline="always", **JIT)
 def mul_rows(buf, dst, src, n):
     """rows dst..dst+n *= rows src..src+n."""
     tmp = local_array(buf, 16)
@@ -230,8 +241,9 @@ def activate(buf, dst, acc, n, o):
 @njit(inline="always", **JIT)
 def put(buf, row, acc, i, o):
     """Parameter row `row`'s gradient acc[i * LANES:]: o.sgd: its step now, p += f g with f
-    = LRV = -lr (optim.SGD.step) or f = STEP = -eps / (mu + h) (sdlm.SDLM.step); else kept
-    in GRAD (AdamW, SDLM's estimate)."""
+    = LRV = -lr (optim.SGD.step) or f = STEP = -eps / (mu + h) (sdlm.SDLM.step); o.curvature
+    (SDLM's estimate): added to GRAD, the running sum of the patterns' d2E/dw2; else kept in
+    GRAD (AdamW)."""
     tmp = local_array(buf, 16)
     if o.sgd:
         if o.per_param:
@@ -242,6 +254,9 @@ def put(buf, row, acc, i, o):
                 tmp[l] = fma(buf[at(LRV) + l], acc[U(i) * L + l], buf[at(row) + l])
         for l in range(L):
             buf[at(row) + l] = tmp[l]
+    elif o.curvature:
+        for l in range(L):
+            buf[at(GRAD + row) + l] += acc[U(i) * L + l]
     else:
         for l in range(L):
             buf[at(GRAD + row) + l] = acc[U(i) * L + l]
@@ -264,19 +279,20 @@ def load_input(xs, image):
 
 
 @njit(**PART)
-def h1_forward(buf, xs, o):
+def h1_forward(buf, xs, o, wb):
     """Mirrors Net1989.layers: h1 = act(F.conv2d(F.pad(x, 2, value=pad), h1_w, stride=2) + h1_b),
-    UB units at a time, each tap's weight row times the shared pixel."""
+    UB units at a time, each tap's weight row times the shared pixel; the parameters at row
+    wb + their offset (0, or WSAVE during SDLM's estimate)."""
     wide()
     for m in range(MAPS):
         for p0 in range(0, N1, UB):
             acc = local_array(buf, 128)  # UB rows
             for i in range(UB):
-                b = B1 + m * N1 + p0 + i if o.unit_bias else B1 + m
+                b = wb + (B1 + m * N1 + p0 + i if o.unit_bias else B1 + m)
                 for l in range(L):
                     acc[U(i) * L + l] = buf[at(b) + l]
             for t in range(TAPS):
-                w = at(W1 + m * TAPS + t)
+                w = at(wb + W1 + m * TAPS + t)
                 for i in range(UB):
                     x = xs[XCOL + t * N1 + p0 + i]
                     for l in range(L):
@@ -287,22 +303,23 @@ def h1_forward(buf, xs, o):
 
 
 @njit(**PART)
-def h2_forward(buf, table, o):
+def h2_forward(buf, table, o, wb):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
-    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; UB units at a time."""
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; UB units at a time;
+    the parameters at row wb + their offset."""
     wide()
     for n in range(MAPS):
         for q0 in range(0, N2, UB):
             acc = local_array(buf, 128)
             for i in range(UB):
-                b = B2 + n * N2 + q0 + i if o.unit_bias else B2 + n
+                b = wb + (B2 + n * N2 + q0 + i if o.unit_bias else B2 + n)
                 for l in range(L):
                     acc[U(i) * L + l] = buf[at(b) + l]
             for ci in range(table.shape[1]):
                 c = H1PAD + h1_map(table, n, ci) * HS * HS
                 for u in range(5):
                     for v in range(5):
-                        w = at(W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
+                        w = at(wb + W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
                         for i in range(UB):
                             q = q0 + i
                             x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
@@ -339,17 +356,18 @@ def dense_forward(buf, w, b, x, n_out, n_in, t, h, o, squash):
 
 
 @njit(**PART)
-def forward(buf, xs, image, table, o):
+def forward(buf, xs, image, table, o, wb):
     """Mirrors Net1989.forward for one pattern (o.dropout: training mode, with KEEP): the
-    outputs land at Y."""
+    outputs land at Y. The parameters are read at row wb + their offset: 0, or WSAVE (SDLM's
+    estimate, whose backward pass finds the squared weights in the weights' place)."""
     wide()
     load_input(xs, image)
-    h1_forward(buf, xs, o)
-    h2_forward(buf, table, o)
+    h1_forward(buf, xs, o, wb)
+    h2_forward(buf, table, o, wb)
     if o.dropout:  # Net1989.layers: dropout on H2's output, before H3
         mul_rows(buf, H2, KEEP, MAPS * N2)
-    dense_forward(buf, W3, B3, H2, HID, MAPS * N2, T3, H3, o, True)
-    dense_forward(buf, W4, B4, H3, OUT, HID, T4, Y, o, o.squash_out)
+    dense_forward(buf, wb + W3, wb + B3, H2, HID, MAPS * N2, T3, H3, o, True)
+    dense_forward(buf, wb + W4, wb + B4, H3, OUT, HID, T4, Y, o, o.squash_out)
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
@@ -641,17 +659,28 @@ def set_padding(buf, xs, pad):
 
 
 @njit(**PART)
-def estimate_setup(buf, begin):
-    """SDLM's estimate: the squared weights in the weights' place (begin), or the weights
-    back from WSAVE (lanes.py copies them there)."""
+def estimate_begin(buf):
+    """SDLM's estimate, once per call: the squared weights in the weights' place (for
+    `backward`; `forward` reads the weights themselves from WSAVE, where lanes.py copies
+    them), and GRAD = HESS, from which `put` sums the patterns' d2E/dw2 (the same additions
+    in the same order as HESS += the pattern's d2E/dw2, pattern by pattern)."""
     wide()
     tmp = local_array(buf, 16)
     for i in range(NPARAM):
         for l in range(L):
             w = buf[at(WSAVE + i) + l]
-            tmp[l] = w * w if begin else w
+            tmp[l] = w * w
         for l in range(L):
             buf[at(i) + l] = tmp[l]
+    move_rows(buf, GRAD, HESS, NPARAM)
+
+
+@njit(**PART)
+def estimate_end(buf):
+    """HESS = the sum (GRAD), and the weights back from WSAVE."""
+    wide()
+    move_rows(buf, HESS, GRAD, NPARAM)
+    move_rows(buf, 0, WSAVE, NPARAM)
 
 
 @njit(**JIT)
@@ -664,7 +693,8 @@ def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_deca
               lrs[l]: lane l's lr (SGD) or eps (SDLM) for the whole chunk;
     ESTIMATE: SDLM's begin_pass (o.curvature): HESS += the pattern's d2E/dw2, back-propagated
               with squared weights and inputs; lanes.py zeroes HESS and copies the weights to
-              WSAVE before, and averages after;
+              WSAVE before, and averages after (the weights are squared, and the sum kept in
+              GRAD, once per call: `estimate_begin`, `estimate_end`);
     PREDICT:  out[(s - start) * 10 + j, l] = lane l's output j (o.dropout False).
     """
     wide()
@@ -680,12 +710,15 @@ def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_deca
                     tmp[l] = buf[at(LRV) + l] * buf[at(INV + i) + l]
                 for l in range(L):
                     buf[at(STEP + i) + l] = tmp[l]
+    if job == ESTIMATE:
+        estimate_begin(buf)
+    wb = WSAVE if job == ESTIMATE else 0  # where `forward` reads the parameters
     for s in range(start, stop):
         if o.dropout:
             for i in range(MAPS * N2):
                 for l in range(L):
                     buf[at(KEEP + i) + l] = keep[s - start, i, l]
-        forward(buf, xs, images[s, 0], table, o)
+        forward(buf, xs, images[s, 0], table, o, wb)
         if job == PREDICT:
             for j in range(OUT):
                 for l in range(L):
@@ -693,16 +726,13 @@ def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_deca
             continue
         if job == ESTIMATE:
             square_inputs(buf, xs)
-            estimate_setup(buf, True)
-        backward(buf, xs, labels[s], table, o)
+        backward(buf, xs, labels[s], table, o)  # (ESTIMATE: adds to GRAD, `put`)
         if job == ESTIMATE:
-            estimate_setup(buf, False)
             set_padding(buf, xs, o.pad)  # H1PAD's border was squared
-            for i in range(NPARAM):
-                for l in range(L):
-                    buf[at(HESS + i) + l] += buf[at(GRAD + i) + l]
         else:
             for l in range(L):
                 out[s - start, l] = buf[at(LOSS) + l]
             if o.adamw:  # (sgd, sdlm: `backward` took the step)
                 adamw_step(buf, lrs, weight_decay)
+    if job == ESTIMATE:
+        estimate_end(buf)

@@ -37,7 +37,7 @@ import numpy as np
 
 from lecun1989.config import RunConfig
 from lecun1989.engines import _compile
-from lecun1989.engines._buffers import aligned_copy, aligned_zeros, digit_images
+from lecun1989.engines._buffers import aligned_zeros, digit_images
 from lecun1989.engines.base import ANY, unsupported
 from lecun1989.errors import CheckpointError, ConfigError
 from lecun1989.model.net import PARAM_NAMES, layer_shapes
@@ -108,7 +108,7 @@ sig = tuple(typeof(a) for a in args)
 buf, xs, table, images, labels, o = (sig[i] for i in (0, 1, 2, 3, 4, 11))
 try:
     if part in ("forward", "all"):
-        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o))
+        k.forward.compile((buf, xs, nt.Array(images.dtype, 2, "C"), table, o, nt.int64))
 finally:
     if part == "forward":
         Path(done).touch()
@@ -180,6 +180,7 @@ class LanesEngine:
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.threads = threads or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
+        self._predict_buffers: dict[tuple[int, int], np.ndarray] = {}  # `_predict_buffer`
         self.k = k = _kernels()
         m, t = self.cfg.model, self.cfg.train
         self.dtype, self.n_models = np.dtype(m.dtype), len(cfgs)
@@ -345,7 +346,8 @@ class LanesEngine:
 
     def predict(self, images: np.ndarray, models=None) -> np.ndarray:
         """Each model's outputs (len(models), N, 10), float64; `models`: a subset, in order.
-        Each block needed runs on a copy of its buffer, its patterns split over the threads."""
+        Each block needed runs on copies of its parameters, its patterns split over the
+        threads (`_predict_buffer`)."""
         images, models, k = _contiguous(images), self._models(models), self.k
         blocks = sorted({m // k.LANES for m in models})
         n = len(images)
@@ -353,12 +355,26 @@ class LanesEngine:
         outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
         bounds = np.linspace(0, n, parts + 1).astype(int)
 
-        self._run([(aligned_copy(self.bufs[b]), images, self._no_labels(), self._no_keep(),
-                    int(lo), int(hi), k.PREDICT, self._no_lr(), self.eval_options,
-                    outs[b][lo * k.OUT:hi * k.OUT])
-                   for b in blocks for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)])
+        self._run([(self._predict_buffer(b, part), images, self._no_labels(),
+                    self._no_keep(), int(lo), int(hi), k.PREDICT, self._no_lr(),
+                    self.eval_options, outs[b][lo * k.OUT:hi * k.OUT])
+                   for b in blocks
+                   for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))])
         return np.stack([outs[m // k.LANES].reshape(n, k.OUT, k.LANES)[:, :, m % k.LANES]
                          for m in models])
+
+    def _predict_buffer(self, b: int, part: int) -> np.ndarray:
+        """A buffer of block b's layout holding its parameters, for one share of `predict`'s
+        patterns: the forward pass writes its activations there, not into the training
+        buffer (nor into another share's). Kept between calls, and only the parameters, all
+        that the forward pass reads, are copied in (not the whole buffer, optimizer state
+        and scratch included, into fresh memory each call)."""
+        key, k = (b, part), self.k
+        if key not in self._predict_buffers:
+            self._predict_buffers[key] = aligned_zeros(self.bufs[b].shape, self.dtype)
+        buf = self._predict_buffers[key]
+        buf[:k.NPARAM * k.LANES] = self.bufs[b, :k.NPARAM * k.LANES]
+        return buf
 
     def params(self, models=None) -> list[dict[str, np.ndarray]]:
         """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
@@ -430,10 +446,14 @@ class LanesEngine:
         jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
-        # the first call compiles (or loads numba's cache), once; the loop vectoriser off
-        _compile.call(k.run, jobs[0], ("lanes", self.dtype.name, jobs[0][3].dtype.name),
-                      _helpers, loop_vectorize=False)
-        jobs = jobs[1:]
+        # the first call for these types compiles the kernel (or loads numba's cache) here,
+        # alone, the loop vectoriser off; from then on every job goes to the pool at once
+        # (running the first job here before starting the others ran two blocks one after
+        # the other)
+        key = ("lanes", self.dtype.name, jobs[0][3].dtype.name)
+        if not _compile.loaded(key):
+            _compile.call(k.run, jobs[0], key, _helpers, loop_vectorize=False)
+            jobs = jobs[1:]
         if self.threads == 1 or len(jobs) <= 1:
             for args in jobs:
                 k.run(*args)

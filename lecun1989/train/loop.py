@@ -120,8 +120,9 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
     at the end of the current chunk of `loss_every` steps: it writes a checkpoint there and
     raises RunInterrupted; `fit(..., resume=True)` then ends bit-identical to an
     uninterrupted run. `callbacks`: objects with any of `on_steps(step, pass_index, losses,
-    engine)`, `on_pass(pass_index, metrics, engine)`, `on_resume(step, pass_index, history)`,
-    or a function (cfg, model folder) -> such objects, called once per model.
+    engine)`, `on_pass(pass_index, metrics, engine)`, `on_checkpoint(step, pass_index)` (before
+    a mid-pass checkpoint: a stop), `on_resume(step, pass_index, history)`, or a function
+    (cfg, model folder) -> such objects, called once per model.
     """
     if resume and out is None:
         raise UserError("resuming needs the run folder (out)")
@@ -311,6 +312,9 @@ def _train(models: list[_Model], engine, data: RunData, signals: _StopSignals, p
                     bar.close()
                 for m in models:
                     m.state.sample, m.state.seconds = stop, round(time.perf_counter() - t0, 3)
+                    for cb in m.callbacks:  # (what they hold for the pass's end: now)
+                        if hasattr(cb, "on_checkpoint"):
+                            cb.on_checkpoint(step, p)
                     _save(m)
                 raise _interrupted(signals.signum, models[0].state, root, n, passes)
         if bar:

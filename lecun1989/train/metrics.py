@@ -40,43 +40,59 @@ def reject_curve(outputs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
     NC89 §5 rejects on the difference between the two largest outputs. Returns
     (rejected fraction, error among the rest) for 0, 1, ..., N-1 rejected digits.
     """
-    order = np.argsort(margins(outputs), kind="stable")  # least confident first
-    wrong = (outputs.argmax(1) != labels)[order]
-    n = len(labels)
+    return _reject_curve(margins(outputs), outputs.argmax(1) != labels)[:2]
+
+
+def _reject_curve(m: np.ndarray, wrong: np.ndarray):
+    """reject_curve from each pattern's margin and miss; also the margins in that order
+    (least confident first: sorted)."""
+    order = np.argsort(m, kind="stable")  # least confident first
+    wrong = wrong[order]
+    n = len(m)
     kept_wrong = wrong.sum() - np.concatenate([[0], np.cumsum(wrong)[:-1]])
     kept = n - np.arange(n)
-    return np.arange(n) / n, kept_wrong / kept
+    return np.arange(n) / n, kept_wrong / kept, m[order]
 
 
 def reject_for_error(outputs: np.ndarray, labels: np.ndarray, error: float = 0.01) -> float:
     """Smallest fraction to reject so the error on the rest is at most `error` (NC89: 12.1%)."""
-    rejected, err = reject_curve(outputs, labels)
-    ok = np.nonzero(err <= error + 1e-12)[0]
-    return float(rejected[ok[0]]) if len(ok) else 1.0
+    return _reject(margins(outputs), outputs.argmax(1) != labels, error)[0]
 
 
 def reject_threshold(outputs: np.ndarray, labels: np.ndarray, error: float = 0.01) -> float:
     """The margin below which `reject_for_error` rejects: reject a digit if margin < this."""
-    k = round(reject_for_error(outputs, labels, error) * len(labels))
-    m = np.sort(margins(outputs))
+    return _reject(margins(outputs), outputs.argmax(1) != labels, error)[1]
+
+
+def _reject(m: np.ndarray, wrong: np.ndarray, error: float) -> tuple[float, float]:
+    """(reject_for_error, reject_threshold) from each pattern's margin and miss: one sort of
+    the margins serves both (evaluate_outputs runs for every set after every pass)."""
+    rejected, err, m = _reject_curve(m, wrong)  # m: sorted
+    ok = np.nonzero(err <= error + 1e-12)[0]
+    fraction = float(rejected[ok[0]]) if len(ok) else 1.0
+    k = round(fraction * len(m))
     if k == 0:
-        return 0.0
-    if k >= len(m):
-        return float(np.nextafter(m[-1], np.inf))
-    return float((m[k - 1] + m[k]) / 2)  # halfway between the last rejected and first kept
+        threshold = 0.0
+    elif k >= len(m):
+        threshold = float(np.nextafter(m[-1], np.inf))
+    else:
+        threshold = float((m[k - 1] + m[k]) / 2)  # halfway: the last rejected, the first kept
+    return fraction, threshold
 
 
 def evaluate_outputs(outputs: np.ndarray, labels: np.ndarray, target: float = 1.0) -> dict:
     """The paper's metrics for a set of network outputs."""
     outputs = np.asarray(outputs, dtype=np.float64)
     mse = float(np.mean((outputs - targets(labels, target)) ** 2))
-    misses = int((outputs.argmax(1) != labels).sum())
+    wrong = outputs.argmax(1) != labels
+    misses = int(wrong.sum())
+    reject, threshold = _reject(margins(outputs), wrong, 0.01)
     return {
         "mse": mse,
         "mse_half": mse / 2,
         "error": misses / len(labels),
         "misses": misses,
         "n": int(len(labels)),
-        "reject_for_1pct": reject_for_error(outputs, labels, 0.01),
-        "reject_threshold_1pct": reject_threshold(outputs, labels, 0.01),
+        "reject_for_1pct": reject,
+        "reject_threshold_1pct": threshold,
     }

@@ -51,6 +51,11 @@ def append_jsonl(path: Path, obj) -> None:
     files.append_jsonl(path, obj, resume=_resume_hint(Path(path).parent))
 
 
+def extend_jsonl(path: Path, records: list) -> None:
+    """Append JSON lines (none: nothing) and flush them to disk, one write for all."""
+    files.extend_jsonl(path, records, resume=_resume_hint(Path(path).parent))
+
+
 def keep_jsonl(path: Path, keep: int) -> list[dict]:
     """The first `keep` records of a JSON-lines file, rewritten to hold only those (resume)."""
     lines = path.read_text().splitlines() if path.is_file() else []
