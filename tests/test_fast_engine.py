@@ -300,7 +300,7 @@ cfg = apply_overrides(preset("paper"), ["train.sdlm_samples=60"])
 d = np.load(sys.argv[1])
 engine = fast.FastEngine([cfg], [init_params(cfg.model, 0)])
 engine.begin_pass(0, d["x"], d["y"])
-losses = engine.train_steps(d["x"], d["y"], 0, 50, np.array([0.01]))[0]
+losses = engine.train_steps(d["x"], d["y"], 0, 50, np.array([1e-3]))[0]
 k = engine.k
 print(json.dumps({"losses": losses.tolist(), "early": sorted(compile._EARLY),
                   "run_loaded": sum(k.run.stats.cache_hits.values()),
@@ -326,7 +326,7 @@ def _first_run(digits, tmp_path, helpers: str) -> tuple[dict, np.ndarray]:
     engine = one(FastEngine, cfg, init_params(cfg.model, 0))
     engine.begin_pass(0, x, y)
     return json.loads(out.stdout.strip().splitlines()[-1]), engine.train_steps(
-        x, y, 0, 50, np.array([0.01]))[0]
+        x, y, 0, 50, np.array([1e-3]))[0]
 
 
 @pytest.mark.parametrize("helpers", ["helpers", "late helpers"])
@@ -358,7 +358,7 @@ def test_without_helpers_the_engine_compiles_itself(digits, tmp_path):
     training up to rounding."""
     child, losses = _first_run(digits, tmp_path, "no helpers")
     assert child["run_loaded"] == 0 and child["compiled_here"] == 2
-    # float32 rounding differences, grown over 50 SDLM steps with a large eps
+    # float32 rounding differences, grown over 50 SDLM steps with a large eps (eps/mu 0.05)
     np.testing.assert_allclose(child["losses"], losses, rtol=2e-3)
 
 

@@ -182,3 +182,15 @@ def test_every_guess_names_a_config_field():
 
     fields = _flat(preset("paper").to_dict())
     assert set(GUESSES) <= set(fields)
+
+
+def test_the_link_to_results_names_a_heading_that_exists():
+    """The report's link into RESULTS.md ends in an anchor GitHub makes from a heading."""
+    import re
+
+    from lecun1989.analysis.report import RESULTS_MD, SEEDS_SECTION
+
+    headings = [line.lstrip("#").strip() for line in RESULTS_MD.read_text().splitlines()
+                if line.startswith("#")]
+    slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+    assert SEEDS_SECTION in slugs

@@ -18,6 +18,11 @@ import fidelity  # noqa: E402
 def test_every_guess_is_ablated_or_says_why_not():
     arms = fidelity.guess_arms({"paper-sgd": ["train.optimizer=sgd", "train.lr=0.02"]})
     assert {key for key, _ in arms} | set(fidelity.NOT_ABLATED) == set(GUESSES)
+    names = [s.name for _, s in arms]  # a name is a folder: unique, and says the change
+    assert len(set(names)) == len(names)
+    assert all(all(o.split("=")[0].split(".")[-1].split("_")[-1] in s.name for o in s.overrides)
+               for _, s in arms)
+    assert "lr=0.02" in names[[k for k, _ in arms].index("train.optimizer")]
     base = fidelity._config(fidelity.Setting("paper", "paper"), 0, True, "d")
     for key, setting in arms:  # each arm is valid and changes what it names
         cfg = fidelity._config(setting, 0, True, "d")

@@ -56,7 +56,7 @@ RESULT_ROWS = tuple((label, split, metric, METRIC_FORMATS[metric]) for label, sp
 ))
 
 RESULTS_MD = Path(__file__).resolve().parents[2] / "RESULTS.md"  # beside the package
-SEEDS_SECTION = "the-headline-5-seeds-per-configuration-beside-the-paper"
+SEEDS_SECTION = "the-headline-20-seeds-per-preset-on-the-test-set-once"
 
 
 def _fmt(fmt: str, value) -> str:
@@ -202,7 +202,7 @@ def _results_link(out: Path) -> str:
     """A Markdown link to RESULTS.md's multi-seed figures (relative to the report's folder),
     or its name where this copy of lecun1989 has no RESULTS.md beside it (an installed one)."""
     if not RESULTS_MD.is_file():
-        return "RESULTS.md (section The headline: 5 seeds) of the lecun1989 repository"
+        return "RESULTS.md (section The headline: 20 seeds) of the lecun1989 repository"
     rel = Path(os.path.relpath(RESULTS_MD, out.resolve())).as_posix()
     return f"[the multi-seed figures of RESULTS.md]({rel}#{SEEDS_SECTION})"
 

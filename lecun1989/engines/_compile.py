@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 _SLP_LOCK = threading.Lock()
@@ -49,6 +50,28 @@ def call(kernel, args, key: tuple, elsewhere, loop_vectorize: bool | None = None
         except _CompiledElsewhere:
             kernel(*args)  # loads what the helpers saved
     _COMPILED.add(key)
+
+
+def run_jobs(engine, jobs: list, key: tuple, elsewhere, loop_vectorize: bool | None = None
+             ) -> None:
+    """Run (kernel, args) jobs on up to `engine.threads` threads (the kernels release the
+    GIL; the pool is kept in `engine._pool`). The first call for `key` compiles the kernel,
+    or loads numba's cache, with the first job here, alone (`call`); from then on every job
+    goes to the pool at once (running the first job here before starting the others ran two
+    blocks one after the other)."""
+    if not jobs:
+        return
+    if not loaded(key):
+        call(*jobs[0], key, elsewhere, loop_vectorize)
+        jobs = jobs[1:]
+    if engine.threads == 1 or len(jobs) <= 1:
+        for kernel, args in jobs:
+            kernel(*args)
+        return
+    if engine._pool is None:
+        engine._pool = ThreadPoolExecutor(engine.threads, thread_name_prefix=f"{key[0]}-engine")
+    for future in [engine._pool.submit(kernel, *args) for kernel, args in jobs]:
+        future.result()
 
 
 def loaded(key: tuple) -> bool:

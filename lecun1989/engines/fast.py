@@ -222,22 +222,10 @@ class FastEngine:
         return out
 
     def _run(self, jobs: list) -> None:
-        """Run (kernel, args) jobs on up to `threads` threads (the kernels release the GIL);
-        the first compiles the kernel for these types, or loads it from numba's cache."""
-        if not jobs:
-            return
-        kernel, args = jobs[0]
-        _compile.call(kernel, args, ("fast", self.dtype.name, args[2].dtype.name),
-                      _compile.fast_helpers(self.k))
-        jobs = jobs[1:]
-        if self.threads == 1 or len(jobs) <= 1:
-            for kernel, args in jobs:
-                kernel(*args)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fast-engine")
-        for future in [self._pool.submit(kernel, *args) for kernel, args in jobs]:
-            future.result()
+        """Run (kernel, args) jobs on the engine's threads (`_compile.run_jobs`)."""
+        if jobs:
+            _compile.run_jobs(self, jobs, ("fast", self.dtype.name, jobs[0][1][2].dtype.name),
+                              _compile.fast_helpers(self.k))
 
     def params(self, models=None) -> list[dict[str, np.ndarray]]:
         """A copy of each model's parameters (the engine's dtype); `models`: a subset."""

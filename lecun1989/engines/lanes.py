@@ -446,22 +446,10 @@ class LanesEngine:
         jobs = [(buf, np.zeros(k.XSIZE, self.dtype), self.table, images, labels, keep, start,
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
-        # the first call for these types compiles the kernel (or loads numba's cache) here,
-        # alone, the loop vectoriser off; from then on every job goes to the pool at once
-        # (running the first job here before starting the others ran two blocks one after
-        # the other)
-        key = ("lanes", self.dtype.name, jobs[0][3].dtype.name)
-        if not _compile.loaded(key):
-            _compile.call(k.run, jobs[0], key, _helpers, loop_vectorize=False)
-            jobs = jobs[1:]
-        if self.threads == 1 or len(jobs) <= 1:
-            for args in jobs:
-                k.run(*args)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="lanes-engine")
-        for future in [self._pool.submit(k.run, *args) for args in jobs]:
-            future.result()
+        # the loop vectoriser off (_compile.vectorizers)
+        _compile.run_jobs(self, [(k.run, args) for args in jobs],
+                          ("lanes", self.dtype.name, jobs[0][3].dtype.name), _helpers,
+                          loop_vectorize=False)
 
 
 def _contiguous(images: np.ndarray) -> np.ndarray:
