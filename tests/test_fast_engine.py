@@ -346,11 +346,16 @@ def test_the_early_compile_finds_numbas_cache_without_numba(digits, tmp_path, mo
     holds `run` once an engine has run) and, with NUMBA_CACHE_DIR, only there."""
     from lecun1989.engines import _compile
 
+    from lecun1989.engines.lanes import LanesEngine
+
     cfg = _cfg()
     one(FastEngine, cfg, init_params(cfg.model, 0)).predict(digits.test_images[:2])
+    LanesEngine([cfg], [init_params(cfg.model, 0)]).predict(digits.test_images[:2])
     assert not _compile._cache_lacks_run()
+    assert not _compile._cache_lacks_run("_lanes_kernels")  # (what lanes' warm_up asks)
+    assert _compile._cache_lacks_run("_no_such_kernels")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    assert _compile._cache_lacks_run()
+    assert _compile._cache_lacks_run() and _compile._cache_lacks_run("_lanes_kernels")
 
 
 def test_without_helpers_the_engine_compiles_itself(digits, tmp_path):

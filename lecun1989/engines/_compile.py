@@ -85,10 +85,13 @@ def compiled(engine: str, dtype: str) -> bool:
     return any(key[:2] == (engine, dtype) for key in _COMPILED)
 
 
-def needs_compile(dtype: str) -> bool:
-    """A guess, without importing numba: will the fast engine's first call of `run` for
-    weights of this dtype compile (rather than load numba's cache)? For the user only."""
-    return not compiled("fast", dtype) and _cache_lacks_run()
+KERNELS = {"fast": "_kernels", "lanes": "_lanes_kernels"}  # each compiled engine's module
+
+
+def needs_compile(dtype: str, engine: str = "fast") -> bool:
+    """A guess, without importing numba: will the engine's first call of `run` for weights
+    of this dtype compile (rather than load numba's cache)? For the user only."""
+    return not compiled(engine, dtype) and _cache_lacks_run(KERNELS[engine])
 
 
 @contextlib.contextmanager
@@ -193,11 +196,11 @@ def compile_early(dtype: str) -> None:
     threading.Thread(target=compile_under_lock, name="fast-engine-compile", daemon=True).start()
 
 
-def _cache_lacks_run() -> bool:
-    """True when no folder where numba may keep the kernels' cache holds a `run`, found
-    without importing numba (its locators: NUMBA_CACHE_DIR, else __pycache__ beside the
-    kernels or the user's cache). A guess that only decides when helpers start: numba
-    itself decides what it loads."""
+def _cache_lacks_run(module: str = "_kernels") -> bool:
+    """True when no folder where numba may keep the kernels' cache holds the module's `run`,
+    found without importing numba (its locators: NUMBA_CACHE_DIR, else __pycache__ beside
+    the kernels or the user's cache). A guess that decides when helpers start and what the
+    user is told: numba itself decides what it loads."""
     folder = os.path.dirname(os.path.abspath(Path(__file__).with_name("_kernels.py")))
     sub = f"{os.path.basename(folder)}_{hashlib.sha1(folder.encode()).hexdigest()}"
     if os.environ.get("NUMBA_CACHE_DIR"):
@@ -205,7 +208,7 @@ def _cache_lacks_run() -> bool:
     else:
         user = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
         places = [Path(folder, "__pycache__"), Path(user, "numba", sub)]
-    return not any(any(place.glob("_kernels.run-*.nbi")) for place in places)
+    return not any(any(place.glob(f"{module}.run-*.nbi")) for place in places)
 
 
 def _helper_python() -> list[str] | None:

@@ -340,7 +340,7 @@ class LanesEngine:
     def warm_up(self, images: np.ndarray, log=print) -> None:
         """Compile the kernels for these images (or load them from numba's cache) now, saying
         so when it will take a while, so that compile time is not counted as training."""
-        if not _compile.compiled("lanes", self.dtype.name):
+        if _compile.needs_compile(self.dtype.name, "lanes"):
             log("preparing the lanes engine (its first run ever compiles it)")
         self.predict(images[:1], [0])
 
