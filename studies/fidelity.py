@@ -32,6 +32,7 @@ import numpy as np
 from lecun1989.config import GUESSES, RunConfig, apply_overrides, preset
 from lecun1989.engines import lanes
 from lecun1989.engines.base import config_fields
+from lecun1989.errors import UserError
 from lecun1989.stats import paired, summarize
 from lecun1989.train.loop import fit_runs, load_run_data
 
@@ -231,6 +232,12 @@ def select(data_dir: str, cache: dict) -> dict:
             "best_sdlm": best_sdlm["name"], "best_sgd": best_sgd["name"]}
 
 
+def _fail(message: str, status: int = 2):
+    """One line on stderr and the exit status (2: the user's to fix, as the CLI's)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(status)
+
+
 def _chosen(stage: str) -> dict:
     """select.json's choices, checked against the presets (a preset that was not updated to
     the choice would make the headline a claim about other constants)."""
@@ -240,8 +247,8 @@ def _chosen(stage: str) -> dict:
         have = config_fields(preset(name))
         diff = sorted(k for k in want if want[k] != have[k])
         if diff:
-            sys.exit(f"fidelity.py {stage}: preset {name!r} differs from select.json's choice "
-                     f"in {diff}; update lecun1989/config.py to {overrides}")
+            _fail(f"fidelity.py {stage}: preset {name!r} differs from select.json's choice "
+                  f"in {diff}; update lecun1989/config.py to {overrides}")
     return chosen
 
 
@@ -560,8 +567,14 @@ def main() -> None:
         ap.error(f"{args.stage} needs --data-dir (the USPS folder, e.g. ../shared/data/usps)")
     t0 = time.perf_counter()
     cache: dict = {}
-    result = {"select": select, "headline": headline, "ablate": ablate}[args.stage](
-        args.data_dir, cache)
+    try:
+        result = {"select": select, "headline": headline, "ablate": ablate}[args.stage](
+            args.data_dir, cache)
+    except UserError as e:  # a wrong folder, a refused config: one line, as the CLI says it
+        _fail(f"fidelity.py {args.stage}: {e}")
+    except KeyboardInterrupt:  # finished runs stay in runs/study/ and are reused next time
+        _fail(f"fidelity.py {args.stage}: interrupted; run the same command again to "
+              "continue (finished runs are reused)", status=130)
     result["command"] = f"python studies/fidelity.py {args.stage} --data-dir {args.data_dir}"
     result["seconds"] = round(time.perf_counter() - t0, 1)
     RESULTS.mkdir(exist_ok=True)

@@ -345,7 +345,6 @@ def test_the_early_compile_finds_numbas_cache_without_numba(digits, tmp_path, mo
     """_cache_lacks_run looks where numba keeps the kernels (here: the suite's cache, which
     holds `run` once an engine has run) and, with NUMBA_CACHE_DIR, only there."""
     from lecun1989.engines import _compile
-
     from lecun1989.engines.lanes import LanesEngine
 
     cfg = _cfg()

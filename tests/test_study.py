@@ -74,7 +74,8 @@ def test_the_selection_rule_prefers_the_median_then_the_mse():
     assert min([a, b, c], key=fidelity._score) is b  # medians 0.021, 0.021, 0.05: MSE breaks
 
 
-def test_the_headline_refuses_a_preset_that_is_not_the_validated_choice(tmp_path, monkeypatch):
+def test_the_headline_refuses_a_preset_that_is_not_the_validated_choice(tmp_path, monkeypatch,
+                                                                          capsys):
     import json
 
     monkeypatch.setattr(fidelity, "RESULTS", tmp_path)
@@ -86,5 +87,6 @@ def test_the_headline_refuses_a_preset_that_is_not_the_validated_choice(tmp_path
     assert fidelity._chosen("headline") == chosen
     chosen["paper"][1] = f"train.sdlm_mu={p.sdlm_mu * 10}"
     (tmp_path / "select.json").write_text(json.dumps({"chosen": chosen}))
-    with pytest.raises(SystemExit, match="train.sdlm_mu"):
+    with pytest.raises(SystemExit) as stop:
         fidelity._chosen("headline")
+    assert stop.value.code == 2 and "train.sdlm_mu" in capsys.readouterr().err
