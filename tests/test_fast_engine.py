@@ -213,14 +213,15 @@ def test_seeds_write_the_runs_that_fit_writes(digits, tmp_path, engine):
         assert all(np.array_equal(extra_a[k], extra_b[k]) for k in extra_b)
 
 
-@pytest.mark.parametrize(("override", "option"), [
-    ("model.dropout=0.1", "model.dropout"),  # with sdlm (the paper preset)
-    ("model.input_size=28", "model.input_size"),
+@pytest.mark.parametrize(("override", "option", "fallback"), [
+    ("model.dropout=0.1", "model.dropout", "lanes"),  # with sdlm (the paper preset)
+    ("train.sdlm_estimate=running", "train.sdlm_estimate", "lanes"),
+    ("model.input_size=28", "model.input_size", "reference"),  # (lanes: 16x16 only)
 ])
-def test_unsupported_options_are_named_and_auto_falls_back(override, option):
+def test_unsupported_options_are_named_and_auto_falls_back(override, option, fallback):
     cfg = _cfg(override)
     assert option in unsupported(cfg)
-    assert choose_engine(cfg)[0] == "reference"
+    assert choose_engine(cfg)[0] == fallback
     with pytest.raises(ConfigError, match=option.split(".")[1]):
         make_engine("fast", [cfg], [init_params(cfg.model, 0)])
 

@@ -20,15 +20,17 @@ from lecun1989.config import RunConfig
 from lecun1989.engines.base import Engine, ModelView, unsupported
 from lecun1989.errors import ConfigError
 
-# name -> (module, class); `auto` takes the first that supports a configuration, for one
-# model; for MANY_MODELS models or more, lanes first (16 lanes cost about what 3-4 models do
-# on the fast engine: BENCHMARKS.md).
+# name -> (module, class); `auto` takes the first that supports a configuration: for one
+# model the fast engine, else the lanes (a block of 16 lanes with one live still runs ~15x
+# the reference's speed: SDLM with dropout, the running estimate), else the reference; for
+# MANY_MODELS models or more, lanes first (16 lanes cost about what 3-4 models do on the fast
+# engine: BENCHMARKS.md).
 ENGINES = {
     "fast": ("lecun1989.engines.fast", "FastEngine"),
     "reference": ("lecun1989.engines.reference", "ReferenceEngine"),
     "lanes": ("lecun1989.engines.lanes", "LanesEngine"),
 }
-SINGLE = ("fast", "reference")
+SINGLE = ("fast", "lanes", "reference")
 MANY = ("lanes", "fast", "reference")
 MANY_MODELS = 4
 
