@@ -108,8 +108,7 @@ class HistoryRecorder:
             (self.out / name).unlink(missing_ok=True)
         initial = self._initial()
         self._record_params(0, 0, initial)
-        self._pass_weights = [initial]
-        _write_pass_weights(self.out, self._pass_weights)
+        _write_pass_weights(self.out, [initial])
         if self.cfg.train.snapshot_every:
             self._snapshot(0, initial)
         self._started = True
@@ -156,12 +155,11 @@ class HistoryRecorder:
             rundir.write_json(index_path, index)
         self._pending, self._pending_params = [], []
         self._last_params = self._last_snapshot = step
-        self._pass_weights = read_pass_weights(self.out)[:passes_done + 1] or [self._initial()]
-        if len(self._pass_weights) != passes_done + 1:  # written before this file existed
-            raise CheckpointError(f"{self.out / PASS_WEIGHTS}: holds "
-                                  f"{len(self._pass_weights)} passes' weights, the checkpoint "
-                                  f"{passes_done}; start the run again")
-        _write_pass_weights(self.out, self._pass_weights)
+        weights = read_pass_weights(self.out)[:passes_done + 1] or [self._initial()]
+        if len(weights) != passes_done + 1:  # written before this file existed
+            raise CheckpointError(f"{self.out / PASS_WEIGHTS}: holds {len(weights)} passes' "
+                                  f"weights, the checkpoint {passes_done}; start the run again")
+        _write_pass_weights(self.out, weights)
         self._started = True
 
     def on_pass(self, pass_index: int, metrics: dict, engine) -> None:
@@ -174,8 +172,9 @@ class HistoryRecorder:
         if pass_index + 1 == self.passes and self._last_params < step:
             self._record_params(step, pass_index + 1, params)
         self._flush_params()
-        self._pass_weights.append(params)
-        _write_pass_weights(self.out, self._pass_weights)
+        # read back and rewritten whole (safetensors has no append), not held: memory stays
+        # flat in passes (K models x passes x 9760 weights otherwise)
+        _write_pass_weights(self.out, read_pass_weights(self.out) + [params])
 
     def on_checkpoint(self, step: int, pass_index: int) -> None:
         """Called by `fit` before a mid-pass checkpoint (a stop): write the records held
