@@ -174,18 +174,16 @@ def _grow(rng: list[int], at: int, ladder: tuple) -> bool:
 def select(data_dir: str, cache: dict) -> dict:
     log = []
     # plain SGD: lr on a ladder, extended past whichever edge wins
-    lo_hi, sgd_rows = [SGD_LADDER.index(0.01), SGD_LADDER.index(0.1)], {}
+    lo_hi, sgd_rows = [SGD_LADDER.index(0.01), SGD_LADDER.index(0.1)], {}  # by ladder index
     while True:
-        todo = [_sgd(SGD_LADDER[i]) for i in range(lo_hi[0], lo_hi[1] + 1)
-                if SGD_LADDER[i] not in sgd_rows]
-        for lr, row in zip([float(s.overrides[1].split("=")[1]) for s in todo],
-                           train("select", todo, SELECT_SEEDS, True, data_dir, cache),
-                           strict=True):
-            sgd_rows[lr] = row
-        best = min((lr for lr in sgd_rows), key=lambda lr: _score(sgd_rows[lr]))
-        if not _grow(lo_hi, SGD_LADDER.index(best), SGD_LADDER):
+        todo = [i for i in range(lo_hi[0], lo_hi[1] + 1) if i not in sgd_rows]
+        rows = train("select", [_sgd(SGD_LADDER[i]) for i in todo], SELECT_SEEDS, True,
+                     data_dir, cache)
+        sgd_rows.update(zip(todo, rows, strict=True))
+        best = min(sgd_rows, key=lambda i: _score(sgd_rows[i]))
+        if not _grow(lo_hi, best, SGD_LADDER):
             break
-        log.append(f"sgd: best lr {best:g} at the edge: extended")
+        log.append(f"sgd: best lr {SGD_LADDER[best]:g} at the edge: extended")
     # SDLM: mu x eps/mu, each extended past whichever edge its best sits on
     mus, ratios = [MU_LADDER.index(2e-4), MU_LADDER.index(2e-2)], [
         RATIO_LADDER.index(0.01), RATIO_LADDER.index(0.1)]
