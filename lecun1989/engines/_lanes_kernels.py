@@ -51,6 +51,7 @@ U = np.uint64  # unsigned indices: no negative-index wraparound (see above)
 MAPS, TAPS, N1, N2, S2, HID, OUT = 12, 25, 64, 16, 4, 30, 10  # NC89 §3
 XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
 UB = 8  # units summed at once: 8 rows = 8 (float32) or 16 (float64) AVX-512 registers
+IB = 6  # dense_backward's inputs at a time (divides 30 and 192)
 
 # parameters, in rows (lanes.py converts from and to PARAM_NAMES); unused rows stay 0
 W1 = 0                        # (12, 25)      h1_w
@@ -305,28 +306,39 @@ def h1_forward(buf, xs, o, wb):
 @njit(**PART)
 def h2_forward(buf, table, o, wb):
     """Mirrors Net1989.layers: h2 = act(F.conv2d(F.pad(h1, 2, value=pad)[:, table], h2_w,
-    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; UB units at a time;
-    the parameters at row wb + their offset."""
+    stride=2, groups=12) + h2_b): H2 map n sees the k H1 maps table[n]; all 16 units of a
+    map at once (16 independent sums, each over ci, u, v in order as before); per input row
+    the 5 weights of (ci, u) and each of the row's 11 values loaded once for the (up to 3)
+    units that read it; the parameters at row wb + their offset."""
     wide()
     for n in range(MAPS):
-        for q0 in range(0, N2, UB):
-            acc = local_array(buf, 128)
-            for i in range(UB):
-                b = wb + (B2 + n * N2 + q0 + i if o.unit_bias else B2 + n)
-                for l in range(L):
-                    acc[U(i) * L + l] = buf[at(b) + l]
-            for ci in range(table.shape[1]):
-                c = H1PAD + h1_map(table, n, ci) * HS * HS
-                for u in range(5):
-                    for v in range(5):
-                        w = at(wb + W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
-                        for i in range(UB):
-                            q = q0 + i
-                            x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
-                            for l in range(L):
-                                acc[U(i) * L + l] = fma(buf[w + l], buf[x + l],
-                                                        acc[U(i) * L + l])
-            activate(buf, T2 + n * N2 + q0, acc, UB, o)
+        acc = local_array(buf, 256)  # N2 rows
+        for i in range(N2):
+            b = wb + (B2 + n * N2 + i if o.unit_bias else B2 + n)
+            for l in range(L):
+                acc[U(i) * L + l] = buf[at(b) + l]
+        for ci in range(table.shape[1]):
+            c = H1PAD + h1_map(table, n, ci) * HS * HS
+            for u in range(5):
+                wl = local_array(buf, 80)  # the taps (u, 0..4)
+                w = wb + W2 + (n * MAPS + ci) * TAPS + 5 * u
+                for v in range(5):
+                    for l in range(L):
+                        wl[U(v) * L + l] = buf[at(w + v) + l]
+                for qy in range(4):
+                    row = c + (2 * qy + u) * HS
+                    for col in range(11):
+                        xv = local_array(buf, 16)
+                        for l in range(L):
+                            xv[l] = buf[at(row + col) + l]
+                        for qx in range(4):
+                            v = col - 2 * qx
+                            if v >= 0 and v < 5:
+                                q = 4 * qy + qx
+                                for l in range(L):
+                                    acc[U(q) * L + l] = fma(wl[U(v) * L + l], xv[l],
+                                                            acc[U(q) * L + l])
+        activate(buf, T2 + n * N2, acc, N2, o)
     copy_rows(buf, H2, T2, MAPS * N2, o.A)
 
 
@@ -445,21 +457,28 @@ def act_backward(buf, d, t, n, o):
 @njit(**PART)
 def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
     """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d (`put`);
-    each weight read for dx before its step."""
+    each weight read for dx before its step. IB inputs at a time (n_in is 30 or 192): IB
+    independent sums, each over j in order as before (one sum at a time waited on each FMA's
+    latency: BENCHMARKS.md, the lanes engine)."""
     wide()
     g = local_array(buf, 16)
-    for i in range(n_in):
-        acc = local_array(buf, 16)
-        for l in range(L):
+    for i0 in range(0, n_in, IB):
+        acc = local_array(buf, 96)  # IB rows
+        for l in range(IB * LANES):
             acc[l] = 0
+        gs = local_array(buf, 96)
         for j in range(n_out):
-            wi = w + j * n_in + i
+            for i in range(IB):
+                wi = w + j * n_in + i0 + i
+                for l in range(L):
+                    acc[U(i) * L + l] = fma(buf[at(wi) + l], buf[at(d + j) + l],
+                                            acc[U(i) * L + l])
+                    gs[U(i) * L + l] = buf[at(d + j) + l] * buf[at(x + i0 + i) + l]
+            for i in range(IB):
+                put(buf, w + j * n_in + i0 + i, gs, i, o)
+        for i in range(IB):
             for l in range(L):
-                acc[l] = fma(buf[at(wi) + l], buf[at(d + j) + l], acc[l])
-                g[l] = buf[at(d + j) + l] * buf[at(x + i) + l]
-            put(buf, wi, g, 0, o)
-        for l in range(L):
-            buf[at(dx + i) + l] = acc[l]
+                buf[at(dx + i0 + i) + l] = acc[U(i) * L + l]
     for j in range(n_out):  # b follows w in the layout
         for l in range(L):
             g[l] = buf[at(d + j) + l]
@@ -537,44 +556,46 @@ def h1_input_grad(buf, table, o):
 @njit(**PART)
 def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w[n, ci, u, v] = sum_q d2[n, q]
-    x2[table[n, ci], 2i + u, 2j + v] (5 taps at a time) and grad h2_b."""
+    x2[table[n, ci], 2i + u, 2j + v] and grad h2_b. All 25 taps at once: 25 independent
+    sums, each over q in order as before, one load of d2[n, q] for all (5 at a time, each
+    sum's FMAs waited on each other's latency)."""
     wide()
     bias_grad(buf, B2, D2, N2, o)
     for n in range(MAPS):
         for ci in range(table.shape[1]):
             c = H1PAD + h1_map(table, n, ci) * HS * HS
-            for u in range(5):
-                acc = local_array(buf, 80)
-                for i in range(5 * LANES):
-                    acc[i] = 0
-                for q in range(N2):
-                    d = at(D2 + n * N2 + q)
+            acc = local_array(buf, 400)  # TAPS rows
+            for i in range(TAPS * LANES):
+                acc[i] = 0
+            for q in range(N2):
+                d = at(D2 + n * N2 + q)
+                for u in range(5):
                     for v in range(5):
                         x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
                         for l in range(L):
-                            acc[U(v) * L + l] = fma(buf[d + l], buf[x + l], acc[U(v) * L + l])
-                for v in range(5):
-                    put(buf, W2 + (n * MAPS + ci) * TAPS + 5 * u + v, acc, v, o)
+                            acc[U(5 * u + v) * L + l] = fma(buf[d + l], buf[x + l],
+                                                            acc[U(5 * u + v) * L + l])
+            for t in range(TAPS):
+                put(buf, W2 + (n * MAPS + ci) * TAPS + t, acc, t, o)
 
 
 @njit(**PART)
 def h1_backward(buf, xs, o):
-    """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p] (5 taps
-    at a time, the pixels shared); h1_b."""
+    """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p] (all 25
+    taps at once: 25 independent sums, each over p in order, the pixels shared); h1_b."""
     wide()
     for m in range(MAPS):
-        for u in range(5):
-            acc = local_array(buf, 80)
-            for i in range(5 * LANES):
-                acc[i] = 0
-            for p in range(N1):
-                d = at(DH1 + m * N1 + p)
-                for v in range(5):
-                    x = xs[XCOL + (5 * u + v) * N1 + p]
-                    for l in range(L):
-                        acc[U(v) * L + l] = fma(buf[d + l], x, acc[U(v) * L + l])
-            for v in range(5):
-                put(buf, W1 + m * TAPS + 5 * u + v, acc, v, o)
+        acc = local_array(buf, 400)
+        for i in range(TAPS * LANES):
+            acc[i] = 0
+        for p in range(N1):
+            d = at(DH1 + m * N1 + p)
+            for t in range(TAPS):
+                x = xs[XCOL + t * N1 + p]
+                for l in range(L):
+                    acc[U(t) * L + l] = fma(buf[d + l], x, acc[U(t) * L + l])
+        for t in range(TAPS):
+            put(buf, W1 + m * TAPS + t, acc, t, o)
     bias_grad(buf, B1, DH1, N1, o)
 
 
