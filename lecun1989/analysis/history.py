@@ -66,13 +66,17 @@ def histograms(tensors: list, bins: int = BINS) -> list[dict]:
     edges = np.linspace(first, last, bins + 1, axis=-1)  # np.histogram's own bin edges
     if not np.all(np.isfinite(edges)) or np.any(np.diff(edges, axis=-1) <= 0):  # as before
         return [histogram(v, bins) for v in vs]
-    seg = np.repeat(np.arange(len(vs)), sizes)
-    # np.histogram's uniform-bin path, element by element with its tensor's range
-    indices = ((a - first[seg]) / (last - first)[seg] * bins).astype(np.intp)
+    # np.histogram's uniform-bin path, element by element with its tensor's range (each
+    # tensor's scalars repeated over its elements, its edges read from the flat array: the
+    # same numbers as indexing by tensor, without 2-D fancy indexing)
+    indices = ((a - np.repeat(first, sizes)) / np.repeat(last - first, sizes) * bins
+               ).astype(np.intp)
     indices[indices == bins] -= 1
-    indices[a < edges[seg, indices]] -= 1
-    indices[(a >= edges[seg, indices + 1]) & (indices != bins - 1)] += 1
-    counts = np.bincount(seg * bins + indices, minlength=len(vs) * bins).reshape(len(vs), bins)
+    flat_edges, row = edges.ravel(), np.repeat(np.arange(len(vs)) * (bins + 1), sizes)
+    indices[a < flat_edges[row + indices]] -= 1
+    indices[(a >= flat_edges[row + indices + 1]) & (indices != bins - 1)] += 1
+    counts = np.bincount(np.repeat(np.arange(len(vs)) * bins, sizes) + indices,
+                         minlength=len(vs) * bins).reshape(len(vs), bins)
     return [{"min": float(lo[i]), "max": float(hi[i]), "mean": float(v.mean()),
              "std": float(v.std()), "counts": counts[i].tolist()} for i, v in enumerate(vs)]
 
