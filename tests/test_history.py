@@ -25,7 +25,7 @@ from lecun1989.analysis.history import (
     read_snapshots,
 )
 from lecun1989.config import apply_overrides, preset
-from lecun1989.model.net import PARAM_NAMES, init_params, layer_shapes
+from lecun1989.model.params import PARAM_NAMES, init_params, layer_shapes
 from lecun1989.train import checkpoint
 from lecun1989.train.loop import RunInterrupted, fit, load_run_data
 

@@ -9,7 +9,7 @@ from lecun1989 import paper
 from lecun1989.config import ModelConfig, preset
 from lecun1989.errors import ConfigError
 from lecun1989.model import Net1989, connection_table, count, init_params, table_mask
-from lecun1989.model.net import fan_in, layer_shapes
+from lecun1989.model.params import fan_in, layer_shapes
 
 
 def test_paper_counts_are_measured_from_the_model():
@@ -113,6 +113,60 @@ def test_init_depends_on_the_seed_only():
     m32 = Net1989(ModelConfig(dtype="float32"), seed=0)
     assert m32.h1_w.dtype == torch.float32
     np.testing.assert_allclose(m32.h1_w.detach().numpy(), a["h1_w"], rtol=1e-6)
+
+
+def _torch_init(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """The initial weights as they were drawn before init_params did without torch (and as
+    karpathy/lecun1989-repro draws them): torch.rand from torch.Generator().manual_seed."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for layer in ("h1", "h2", "h3", "out"):
+        w_shape, b_shape = layer_shapes(cfg)[f"{layer}_w"], layer_shapes(cfg)[f"{layer}_b"]
+        f = fan_in(w_shape)
+        r = 2.4 / f if cfg.init == "2.4/F" else 2.4 / np.sqrt(f)
+        w = (torch.rand(w_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
+        b = (torch.rand(b_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
+        if cfg.bias_init == "zeros":
+            b = torch.zeros(b_shape, dtype=torch.float64)
+        out[f"{layer}_w"], out[f"{layer}_b"] = w.numpy(), b.numpy()
+    if cfg.output_bias_init is not None:
+        out["out_b"][:] = cfg.output_bias_init
+    return out
+
+
+@pytest.mark.parametrize("name", ["paper", "karpathy", "notebook", "modern-relu-dropout"])
+def test_init_draws_torchs_generator_stream_bit_for_bit(name):
+    """init_params reproduces torch's CPU generator without torch (seeds up to 2**32 - 1,
+    every layer's weights and biases drawn in turn): equal bit for bit to torch.rand."""
+    cfg = preset(name).model
+    for seed in (0, 1, 7, 12345, 2**31 - 1, 2**31, 2**32 - 1):
+        mine, torchs = init_params(cfg, seed), _torch_init(cfg, seed)
+        assert list(mine) == list(torchs)
+        for key in mine:
+            assert mine[key].shape == torchs[key].shape and mine[key].dtype == np.float64
+            assert np.array_equal(mine[key], torchs[key]), (name, seed, key)
+
+
+def test_training_on_the_compiled_engines_imports_no_torch(fake_usps_dir):
+    """What a run on the fast or lanes engine imports (the command line, data, the loop, both
+    engines, the run files), the initial weights and the USPS digits need no torch: start-up
+    without its ~2 s (the mnist sources resize with torch's interpolate, as the notebook)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import lecun1989.cli.main, lecun1989.train.loop, lecun1989.engines.fast\n"
+            "import lecun1989.engines.lanes, lecun1989.analysis.history, lecun1989.data\n"
+            "import lecun1989.train.checkpoint\n"
+            "from lecun1989.config import preset\n"
+            "from lecun1989.model import init_params\n"
+            "from lecun1989.data import load\n"
+            "init_params(preset('paper').model, 3)\n"
+            f"load('usps', data_dir={str(fake_usps_dir)!r})\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_activation_is_the_scaled_tanh_and_padding_is_minus_one():

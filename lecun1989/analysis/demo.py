@@ -26,7 +26,7 @@ import numpy as np
 from lecun1989 import files
 from lecun1989.analysis import picture
 from lecun1989.errors import UserError
-from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.params import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
 TEMPLATE = "demo.html"

@@ -28,7 +28,7 @@ import numpy as np
 from lecun1989 import files
 from lecun1989.config import RunConfig
 from lecun1989.errors import CheckpointError
-from lecun1989.model.net import PARAM_NAMES, init_params
+from lecun1989.model.params import PARAM_NAMES, init_params
 from lecun1989.train import rundir
 
 LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX = "loss.jsonl", "params.jsonl", "snapshots.bin", \

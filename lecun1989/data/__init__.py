@@ -11,10 +11,18 @@ import numpy as np
 
 from lecun1989.data.base import GEOMETRIES, PAPER_SIZES, SOURCES, DigitData
 from lecun1989.data.checks import one_line
-from lecun1989.data.dataset import DigitsDataset
 from lecun1989.data.paths import cache_root, data_dir_from_env, resolve_cache
 from lecun1989.data.usps import HOW_TO_GET, check_folder, locate
 from lecun1989.errors import DataError
+
+
+def __getattr__(name: str):
+    if name == "DigitsDataset":  # (a torch Dataset: torch is imported when it is named)
+        from lecun1989.data.dataset import DigitsDataset
+
+        return DigitsDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SOURCES", "GEOMETRIES", "PAPER_SIZES", "DigitData", "DigitsDataset", "load",
            "default_source", "data_dir_from_env", "cache_root"]

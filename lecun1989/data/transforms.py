@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from lecun1989.data.base import PAPER_SIZES
 
@@ -17,7 +15,11 @@ RESIZE = {
 
 
 def to_signed(images: np.ndarray, *, side: int, max_value: float, geometry: int) -> np.ndarray:
-    """Map (N, side*side) grey levels in [0, max_value] to float32 (N, 1, G, G) in [-1, 1]."""
+    """Map (N, side*side) grey levels in [0, max_value] to float32 (N, 1, G, G) in [-1, 1].
+    (torch's resize, as the notebook's; imported here: the USPS digits need no torch)"""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.asarray(images, dtype=np.float32).reshape(-1, 1, side, side))
     x = x / max_value
     if side != geometry:

@@ -24,7 +24,7 @@ from lecun1989.engines import _compile
 from lecun1989.engines._buffers import aligned_copy, aligned_zeros, digit_images
 from lecun1989.engines.base import ANY, Only, model_indices
 from lecun1989.errors import CheckpointError, ConfigError
-from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.params import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
 # The kernels keep H1's units in phase order (_kernels' docstring): unit (y, x) of a map sits

@@ -40,7 +40,7 @@ from lecun1989.engines import _compile
 from lecun1989.engines._buffers import aligned_zeros, digit_images
 from lecun1989.engines.base import ANY, unsupported
 from lecun1989.errors import CheckpointError, ConfigError
-from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.params import PARAM_NAMES, layer_shapes
 from lecun1989.model.tables import connection_table
 
 NAME = "lanes"

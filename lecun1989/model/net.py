@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,63 +18,8 @@ from torch import nn
 
 from lecun1989.config import ModelConfig
 from lecun1989.model.conv import unfold_conv2d
+from lecun1989.model.params import CLASSES, PAD, PARAM_NAMES, STRIDE, fan_in, init_params
 from lecun1989.model.tables import MAPS, connection_table
-
-KERNEL, STRIDE, PAD = 5, 2, 2  # NC89 §3: 5x5 kernels, stride 2; 2 pixels of padding (guess)
-HIDDEN, CLASSES = 30, 10  # NC89 §3: H3 has 30 units, 10 outputs
-PARAM_NAMES = ("h1_w", "h1_b", "h2_w", "h2_b", "h3_w", "h3_b", "out_w", "out_b")
-
-
-def conv_out(size: int) -> int:
-    """Side of a padded, strided 5x5 convolution's output (16 -> 8 -> 4)."""
-    return (size + 2 * PAD - KERNEL) // STRIDE + 1
-
-
-def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Shape of every parameter, in PARAM_NAMES order."""
-    k = connection_table(cfg.table).shape[1]
-    s1 = conv_out(cfg.input_size)
-    s2 = conv_out(s1)
-    unit = cfg.bias == "unit"  # NC89: one bias per unit, not per map
-    return {
-        "h1_w": (MAPS, 1, KERNEL, KERNEL),
-        "h1_b": (MAPS, s1, s1) if unit else (MAPS, 1, 1),
-        "h2_w": (MAPS, k, KERNEL, KERNEL),
-        "h2_b": (MAPS, s2, s2) if unit else (MAPS, 1, 1),
-        "h3_w": (HIDDEN, MAPS * s2 * s2),
-        "h3_b": (HIDDEN,),
-        "out_w": (CLASSES, HIDDEN),
-        "out_b": (CLASSES,),
-    }
-
-
-def fan_in(shape: tuple[int, ...]) -> int:
-    """Inputs feeding one unit through a weight of this shape (bias excluded)."""
-    return math.prod(shape[1:])
-
-
-def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
-    """Initial parameters as float64 arrays, the same for every dtype and engine.
-
-    NC89: weights uniform in [-2.4/F, 2.4/F], F the fan-in; "2.4/sqrt(F)" is Karpathy's
-    reading (a lost square root?). Biases: "zeros" (guess) or uniform like the weights; the
-    output biases so too, unless `output_bias_init` sets them to one value (Karpathy: -1).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    shapes = layer_shapes(cfg)
-    params = {}
-    for layer in ("h1", "h2", "h3", "out"):
-        w_shape, b_shape = shapes[f"{layer}_w"], shapes[f"{layer}_b"]
-        f = fan_in(w_shape)
-        r = 2.4 / f if cfg.init == "2.4/F" else 2.4 / math.sqrt(f)
-        w = (torch.rand(w_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
-        b = (torch.rand(b_shape, generator=gen, dtype=torch.float64) * 2 - 1) * r
-        if cfg.bias_init == "zeros":
-            b = torch.zeros(b_shape, dtype=torch.float64)
-        params[f"{layer}_w"], params[f"{layer}_b"] = w.numpy(), b.numpy()
-    if cfg.output_bias_init is not None:  # None: out_b as bias_init says
-        params["out_b"][:] = cfg.output_bias_init
-    return params
 
 
 class Net1989(nn.Module):

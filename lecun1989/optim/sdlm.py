@@ -72,7 +72,7 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 from lecun1989.config import ModelConfig, TrainConfig
 from lecun1989.errors import CheckpointError
-from lecun1989.model.net import PAD, PARAM_NAMES, STRIDE
+from lecun1989.model.params import PAD, PARAM_NAMES, STRIDE
 from lecun1989.model.tables import MAPS
 
 Tensor = torch.Tensor

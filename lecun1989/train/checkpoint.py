@@ -21,7 +21,7 @@ from safetensors.numpy import save as to_bytes
 
 from lecun1989.config import RunConfig
 from lecun1989.errors import CheckpointError, UserError
-from lecun1989.model.net import PARAM_NAMES, layer_shapes
+from lecun1989.model.params import PARAM_NAMES, layer_shapes
 from lecun1989.train import rundir
 
 FORMAT = "lecun1989-checkpoint-v2"  # v1 (three metadata keys) is still read

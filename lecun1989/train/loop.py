@@ -32,7 +32,7 @@ import numpy as np
 from lecun1989.config import PRESETS, RunConfig
 from lecun1989.engines import ModelView, choose_engine, device_of, make_engine, why_not
 from lecun1989.errors import CheckpointError, ConfigError, UserError
-from lecun1989.model.net import init_params
+from lecun1989.model.params import init_params
 from lecun1989.train import checkpoint, rundir
 from lecun1989.train.checkpoint import TrainState
 from lecun1989.train.data import RunData, data_sha256, evaluate, load_run_data, versions

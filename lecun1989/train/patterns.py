@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from lecun1989.config import RunConfig
-from lecun1989.model.net import conv_out
+from lecun1989.model.params import conv_out
 from lecun1989.model.tables import MAPS
 
 
