@@ -51,7 +51,6 @@ U = np.uint64  # unsigned indices: no negative-index wraparound (see above)
 MAPS, TAPS, N1, N2, S2, HID, OUT = 12, 25, 64, 16, 4, 30, 10  # NC89 §3
 XS, HS = 20, 12  # the 16x16 input and the 8x8 H1 maps, each padded by 2 on every side
 UB = 8  # units summed at once: 8 rows = 8 (float32) or 16 (float64) AVX-512 registers
-IB = 6  # dense_backward's inputs at a time (divides 30 and 192)
 
 # parameters, in rows (lanes.py converts from and to PARAM_NAMES); unused rows stay 0
 W1 = 0                        # (12, 25)      h1_w
@@ -457,28 +456,29 @@ def act_backward(buf, d, t, n, o):
 @njit(**PART)
 def dense_backward(buf, w, x, d, dx, n_out, n_in, o):
     """Autograd of x @ w.T + b: dx = w.T @ d, grad w = outer(d, x), grad b = d (`put`);
-    each weight read for dx before its step. IB inputs at a time (n_in is 30 or 192): IB
-    independent sums, each over j in order as before (one sum at a time waited on each FMA's
-    latency: BENCHMARKS.md, the lanes engine)."""
+    each weight read for dx before its step. The weights in memory order (output j, then
+    its n_in inputs): one stream through the layer's rows, which do not fit L1 (H3: 5760
+    rows, 368 KB in float32), while dx's n_in sums stay on the stack; each sum over j in
+    order from 0, as before (BENCHMARKS.md, the lanes engine)."""
     wide()
     g = local_array(buf, 16)
-    for i0 in range(0, n_in, IB):
-        acc = local_array(buf, 96)  # IB rows
-        for l in range(IB * LANES):
-            acc[l] = 0
-        gs = local_array(buf, 96)
-        for j in range(n_out):
-            for i in range(IB):
-                wi = w + j * n_in + i0 + i
-                for l in range(L):
-                    acc[U(i) * L + l] = fma(buf[at(wi) + l], buf[at(d + j) + l],
-                                            acc[U(i) * L + l])
-                    gs[U(i) * L + l] = buf[at(d + j) + l] * buf[at(x + i0 + i) + l]
-            for i in range(IB):
-                put(buf, w + j * n_in + i0 + i, gs, i, o)
-        for i in range(IB):
+    dj = local_array(buf, 16)
+    acc = local_array(buf, 3072)  # n_in <= 192 rows
+    for l in range(U(n_in) * L):
+        acc[l] = 0
+    gs = local_array(buf, 16)
+    for j in range(n_out):
+        for l in range(L):
+            dj[l] = buf[at(d + j) + l]
+        for i in range(n_in):
+            wi = w + j * n_in + i
             for l in range(L):
-                buf[at(dx + i0 + i) + l] = acc[U(i) * L + l]
+                acc[U(i) * L + l] = fma(buf[at(wi) + l], dj[l], acc[U(i) * L + l])
+                gs[l] = dj[l] * buf[at(x + i) + l]
+            put(buf, wi, gs, 0, o)
+    for i in range(n_in):
+        for l in range(L):
+            buf[at(dx + i) + l] = acc[U(i) * L + l]
     for j in range(n_out):  # b follows w in the layout
         for l in range(L):
             g[l] = buf[at(d + j) + l]
