@@ -512,6 +512,8 @@ def h1_input_grad(buf, table, o):
     H1 unit (y, x) = (2a + ry, 2b + rx) gets h2_w[n, ci, u, v] d2[n, i, j] from every H2 unit
     (i, j) whose patch has it at tap u = 2du + ry, v = 2dv + rx: i = a + 1 - du, j = b + 1 - dv
     (D2PAD: d2 with a border of zeros). Padding gets nothing: only H1's units are targets.
+    Each H1 map's units are summed in registers over all the H2 maps that read it, in the
+    order of n, then ci (the order in which they were added up in DH1 before: the same bits).
     """
     wide()
     tmp = local_array(buf, 16)
@@ -521,35 +523,34 @@ def h1_input_grad(buf, table, o):
                 tmp[l] = buf[at(D2 + n * N2 + q) + l]
             for l in range(L):
                 buf[at(D2PAD + n * 36 + (q // S2 + 1) * 6 + q % S2 + 1) + l] = tmp[l]
-    for i in range(MAPS * N1):
-        for l in range(L):
-            buf[at(DH1 + i) + l] = 0
-    for n in range(MAPS):
-        for ci in range(table.shape[1]):
-            dst = DH1 + h1_map(table, n, ci) * N1
-            for ry in range(2):
-                for rx in range(2):
-                    for a0 in range(0, 4, 2):  # units (2a + ry, 2b + rx), a = a0, a0 + 1
-                        acc = local_array(buf, 128)
-                        for i in range(UB):
-                            y, x = 2 * (a0 + i // 4) + ry, 2 * (i % 4) + rx
-                            for l in range(L):
-                                acc[U(i) * L + l] = buf[at(dst + 8 * y + x) + l]
-                        for du in range(3):
-                            for dv in range(3):
-                                u, v = 2 * du + ry, 2 * dv + rx
-                                if u < 5 and v < 5:
-                                    w = at(W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
-                                    for i in range(UB):
-                                        a, b = a0 + i // 4, i % 4
-                                        s = at(D2PAD + n * 36 + (a + 2 - du) * 6 + b + 2 - dv)
-                                        for l in range(L):
-                                            acc[U(i) * L + l] = fma(buf[w + l], buf[s + l],
-                                                                    acc[U(i) * L + l])
-                        for i in range(UB):
-                            y, x = 2 * (a0 + i // 4) + ry, 2 * (i % 4) + rx
-                            for l in range(L):
-                                buf[at(dst + 8 * y + x) + l] = acc[U(i) * L + l]
+    for m in range(MAPS):  # each H1 map's units summed in registers over every H2 map
+        dst = DH1 + m * N1
+        for ry in range(2):
+            for rx in range(2):
+                for a0 in range(0, 4, 2):  # units (2a + ry, 2b + rx), a = a0, a0 + 1
+                    acc = local_array(buf, 128)
+                    for i in range(UB * LANES):
+                        acc[i] = 0
+                    for n in range(MAPS):  # in the order of n, then ci, as before
+                        for ci in range(table.shape[1]):
+                            if h1_map(table, n, ci) != m:
+                                continue
+                            for du in range(3):
+                                for dv in range(3):
+                                    u, v = 2 * du + ry, 2 * dv + rx
+                                    if u < 5 and v < 5:
+                                        w = at(W2 + (n * MAPS + ci) * TAPS + 5 * u + v)
+                                        for i in range(UB):
+                                            a, b = a0 + i // 4, i % 4
+                                            s = at(D2PAD + n * 36 + (a + 2 - du) * 6 + b + 2
+                                                   - dv)
+                                            for l in range(L):
+                                                acc[U(i) * L + l] = fma(buf[w + l], buf[s + l],
+                                                                        acc[U(i) * L + l])
+                    for i in range(UB):
+                        y, x = 2 * (a0 + i // 4) + ry, 2 * (i % 4) + rx
+                        for l in range(L):
+                            buf[at(dst + 8 * y + x) + l] = acc[U(i) * L + l]
     act_backward(buf, DH1, T1, MAPS * N1, o)
 
 
@@ -558,7 +559,9 @@ def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w[n, ci, u, v] = sum_q d2[n, q]
     x2[table[n, ci], 2i + u, 2j + v] and grad h2_b. All 25 taps at once: 25 independent
     sums, each over q in order as before, one load of d2[n, q] for all (5 at a time, each
-    sum's FMAs waited on each other's latency)."""
+    sum's FMAs waited on each other's latency). The (n, ci) in the order of the H1 map they
+    read (12 maps: 110 KB, more than L1 holds); each weight's sum and step are its own, so
+    the order of the (n, ci) changes no bit."""
     wide()
     bias_grad(buf, B2, D2, N2, o)
     for n in range(MAPS):
