@@ -151,6 +151,15 @@ def extend_jsonl(path: str | os.PathLike, records, *, resume: str | None = None)
         os.fsync(f.fileno())
 
 
+def append_bytes(path: str | os.PathLike, data: bytes, *, resume: str | None = None) -> None:
+    """Append bytes and flush them to disk (a kill mid-append leaves a torn tail, which the
+    reader of such a file drops)."""
+    with safe_write(path, resume), open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_jsonl(path: str | os.PathLike, records, *, resume: str | None = None) -> None:
     """Replace a JSON-lines file atomically."""
     write_text(path, "".join(json.dumps(r, default=_jsonable) + "\n" for r in records),

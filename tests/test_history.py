@@ -13,6 +13,9 @@ from lecun1989.analysis.history import (
     BINS,
     LOSS,
     PARAMS,
+    PASS_ROWS,
+    PASS_ROWS_INDEX,
+    PASS_WEIGHTS,
     SNAPSHOTS,
     HistoryRecorder,
     histogram,
@@ -128,6 +131,56 @@ def test_pass_weights_hold_the_initial_and_every_pass_end_weights(trained_run):
         np.testing.assert_array_equal(weights[0][name], initial[name].astype(np.float32))
         np.testing.assert_array_equal(weights[-1][name], final[name])
     assert not np.array_equal(weights[1]["h1_w"], weights[0]["h1_w"])  # pass 1 moved them
+
+
+class PassWeightsSeen:
+    """Reads the folder's pass weights after each pass, as the demo page would mid-run."""
+
+    def __init__(self, out):
+        self.out, self.seen, self.sizes = out, [], []
+
+    def on_pass(self, pass_index, metrics, engine):
+        rows = self.out / PASS_ROWS
+        self.sizes.append(rows.stat().st_size if rows.exists() else None)
+        self.seen.append((sorted(f.name for f in self.out.glob("pass_weights.*")),
+                          read_pass_weights(self.out), engine.params()))
+
+
+def test_pass_weights_are_appended_pass_by_pass_and_end_as_safetensors(tmp_path, one_thread):
+    """Each pass adds its own row to pass_weights.bin (the file grows by one row, never
+    rewritten whole); the reader sees the weights so far; the run's end leaves only
+    pass_weights.safetensors, equal to those rows. A torn row (a kill mid-append) is
+    dropped."""
+    cfg = apply_overrides(preset("paper-sgd"), [
+        "data.name=digits", "data.limit_train=60", "data.limit_test=30", "passes=3",
+        "engine=reference", "loss_every=30", "history_every=60"])
+    out = tmp_path / "run"
+    watcher = PassWeightsSeen(out)
+    fit(cfg, load_run_data(cfg), out, progress=False, log=lambda *a: None,
+        callbacks=[HistoryRecorder(out, cfg), watcher])
+    row_bytes = sum(int(np.prod(s)) for s in layer_shapes(cfg.model).values()) * 4
+    for p, (names, weights, params) in enumerate(watcher.seen[:-1]):
+        assert names == [PASS_ROWS, PASS_ROWS_INDEX]  # the .safetensors only at the end
+        assert len(weights) == p + 2  # the initial weights and each pass so far
+        for name in PARAM_NAMES:
+            np.testing.assert_array_equal(weights[-1][name], params[name])
+    assert watcher.sizes == [2 * row_bytes, 3 * row_bytes, None]  # one float32 row a pass
+    assert sorted(f.name for f in out.glob("pass_weights.*")) == [PASS_WEIGHTS]
+    final = read_pass_weights(out)
+    assert len(final) == 4
+    for a, b in zip(final, [w for _, w, _ in watcher.seen][-2] + [watcher.seen[-1][2]],
+                    strict=True):
+        for name in PARAM_NAMES:
+            np.testing.assert_array_equal(a[name], b[name])
+    # a run killed mid-append: its rows are back in pass_weights.bin, the last one torn
+    from lecun1989.analysis.history import _start_pass_rows
+
+    _start_pass_rows(out, final[:2])
+    assert (out / PASS_ROWS).stat().st_size == 2 * row_bytes
+    with open(out / PASS_ROWS, "ab") as f:
+        f.write(b"\0" * (row_bytes // 2))
+    kept = read_pass_weights(out)
+    assert len(kept) == 2 and all(np.array_equal(kept[1][n], final[1][n]) for n in PARAM_NAMES)
 
 
 def test_a_killed_run_keeps_its_complete_records(trained_run, tmp_path):

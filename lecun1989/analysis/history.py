@@ -13,7 +13,11 @@ snapshots.bin  optional full parameter snapshots every `train.snapshot_every` st
 pass_weights.safetensors
                every parameter after each pass, as trained (tensor "<name>" of shape
                (passes done + 1, *shape); row 0 the initial weights): what the demo page's
-               pass slider and the pictures of learning over time draw (23 x 9,760 numbers)
+               pass slider and the pictures of learning over time draw (23 x 9,760 numbers).
+               Written when the run ends (and when it stops mid-pass); while it trains, each
+               pass's weights are appended to pass_weights.bin (raw little-endian rows,
+               pass_weights.json says how to read them): a pass writes its 9,760 numbers,
+               not every pass's again. `read_pass_weights` reads whichever is current.
 Steps count patterns presented; "pass" is 1-based (0: the initial weights).
 """
 
@@ -34,7 +38,8 @@ from lecun1989.train import rundir
 LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX = "loss.jsonl", "params.jsonl", "snapshots.bin", \
     "snapshots.json"
 PASS_WEIGHTS = "pass_weights.safetensors"
-FILES = (LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX, PASS_WEIGHTS)
+PASS_ROWS, PASS_ROWS_INDEX = "pass_weights.bin", "pass_weights.json"  # while training
+FILES = (LOSS, PARAMS, SNAPSHOTS, SNAPSHOT_INDEX, PASS_WEIGHTS, PASS_ROWS, PASS_ROWS_INDEX)
 BINS = 64  # histogram bins per tensor and record
 
 
@@ -112,7 +117,7 @@ class HistoryRecorder:
             (self.out / name).unlink(missing_ok=True)
         initial = self._initial()
         self._record_params(0, 0, initial)
-        _write_pass_weights(self.out, [initial])
+        _start_pass_rows(self.out, [initial])
         if self.cfg.train.snapshot_every:
             self._snapshot(0, initial)
         self._started = True
@@ -163,7 +168,10 @@ class HistoryRecorder:
         if len(weights) != passes_done + 1:  # written before this file existed
             raise CheckpointError(f"{self.out / PASS_WEIGHTS}: holds {len(weights)} passes' "
                                   f"weights, the checkpoint {passes_done}; start the run again")
-        _write_pass_weights(self.out, weights)
+        if passes_done >= self.passes:  # (killed after its last pass, before its summary)
+            _end_pass_rows(self.out, weights)
+        else:
+            _start_pass_rows(self.out, weights)
         self._started = True
 
     def on_pass(self, pass_index: int, metrics: dict, engine) -> None:
@@ -176,15 +184,21 @@ class HistoryRecorder:
         if pass_index + 1 == self.passes and self._last_params < step:
             self._record_params(step, pass_index + 1, params)
         self._flush_params()
-        # read back and rewritten whole (safetensors has no append), not held: memory stays
-        # flat in passes (K models x passes x 9760 weights otherwise)
-        _write_pass_weights(self.out, read_pass_weights(self.out) + [params])
+        # appended, not held (memory flat in passes) nor rewritten whole every pass
+        # (safetensors has no append: all passes' weights again, 20 models' x 23 passes
+        # 230 MB); the safetensors file from them at the end
+        _append_pass_row(self.out, params)
+        if pass_index + 1 == self.passes:
+            _end_pass_rows(self.out, read_pass_weights(self.out))
 
     def on_checkpoint(self, step: int, pass_index: int) -> None:
         """Called by `fit` before a mid-pass checkpoint (a stop): write the records held
         (the resumed run appends after the checkpoint's step; the losses come back from the
-        checkpoint itself, `on_resume`)."""
+        checkpoint itself, `on_resume`); pass_weights.safetensors as far as the run has
+        come, for what reads a stopped run (the demo page, the plots)."""
         self._flush_params()
+        if (self.out / PASS_ROWS_INDEX).exists():
+            _write_pass_weights(self.out, read_pass_weights(self.out))
 
     def _record_params(self, step: int, pass_number: int, params: dict) -> None:
         """A params.jsonl record, held until the pass ends (one write and one flush to disk
@@ -214,6 +228,57 @@ class HistoryRecorder:
         index["steps"].append(step)
         rundir.write_json(index_path, index)
         self._last_snapshot = step
+
+
+def _row_dtype(params: dict) -> np.dtype:
+    return np.dtype(np.asarray(params[PARAM_NAMES[0]]).dtype).newbyteorder("<")
+
+
+def _start_pass_rows(out: Path, weights: list[dict]) -> None:
+    """pass_weights.bin holding these rows (and its index), replacing any before."""
+    dtype = _row_dtype(weights[0])
+    rundir.write_json(out / PASS_ROWS_INDEX, {
+        "dtype": dtype.str, "names": list(PARAM_NAMES),
+        "shapes": [list(np.shape(weights[0][n])) for n in PARAM_NAMES]})
+    rundir.write_bytes(out / PASS_ROWS, b"".join(_row_bytes(w, dtype) for w in weights))
+
+
+def _row_bytes(params: dict, dtype: np.dtype) -> bytes:
+    return np.concatenate([np.asarray(params[n], dtype=dtype).ravel()
+                           for n in PARAM_NAMES]).tobytes()
+
+
+def _append_pass_row(out: Path, params: dict) -> None:
+    rundir.append_bytes(out / PASS_ROWS, _row_bytes(params, _row_dtype(params)))
+
+
+def _end_pass_rows(out: Path, weights: list[dict]) -> None:
+    """pass_weights.safetensors from the rows; the rows' files removed after it."""
+    _write_pass_weights(out, weights)
+    for name in (PASS_ROWS, PASS_ROWS_INDEX):
+        (out / name).unlink(missing_ok=True)
+
+
+def _read_pass_rows(run_dir: Path) -> list[dict[str, np.ndarray]]:
+    """The complete rows of pass_weights.bin (a torn last one, a kill mid-append, dropped)."""
+    index_path = run_dir / PASS_ROWS_INDEX
+    try:
+        index = json.loads(index_path.read_text())
+        dtype, names = np.dtype(index["dtype"]), index["names"]
+        shapes = [tuple(s) for s in index["shapes"]]
+        data = (run_dir / PASS_ROWS).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index_path}: unreadable ({e}); train the run again to "
+                              "rewrite it") from None
+    if names != list(PARAM_NAMES):
+        raise CheckpointError(f"{index_path}: names {names}, expected {list(PARAM_NAMES)}")
+    sizes = [int(np.prod(s)) for s in shapes]
+    rows = np.frombuffer(data, dtype, count=len(data) // (sum(sizes) * dtype.itemsize)
+                         * sum(sizes)).reshape(-1, sum(sizes))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return [{n: row[a:b].reshape(shape).astype(dtype.newbyteorder("="))
+             for n, shape, a, b in zip(names, shapes, starts[:-1], starts[1:], strict=True)}
+            for row in rows]
 
 
 def _write_pass_weights(out: Path, weights: list[dict]) -> None:
@@ -271,10 +336,13 @@ def param_density(records: list[dict], name: str, bins: int = BINS):
 
 def read_pass_weights(run_dir: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     """The parameters after each pass: item p holds them after pass p (item 0: the initial
-    weights); [] when the run kept none (runs written before the file existed)."""
+    weights); [] when the run kept none (runs written before the file existed). A run that
+    is training (or was killed) has them in pass_weights.bin, newer than any .safetensors."""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
+    if (Path(run_dir) / PASS_ROWS_INDEX).is_file():
+        return _read_pass_rows(Path(run_dir))
     path = Path(run_dir) / PASS_WEIGHTS
     if not path.is_file():
         return []

@@ -41,6 +41,11 @@ def write_bytes(path: Path, data: bytes) -> None:
     files.write_bytes(path, data, resume=_resume_hint(Path(path).parent))
 
 
+def append_bytes(path: Path, data: bytes) -> None:
+    """Append bytes to a file of a run folder and flush them to disk."""
+    files.append_bytes(path, data, resume=_resume_hint(Path(path).parent))
+
+
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically."""
     files.write_json(path, obj, resume=_resume_hint(Path(path).parent))
