@@ -559,9 +559,7 @@ def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w[n, ci, u, v] = sum_q d2[n, q]
     x2[table[n, ci], 2i + u, 2j + v] and grad h2_b. All 25 taps at once: 25 independent
     sums, each over q in order as before, one load of d2[n, q] for all (5 at a time, each
-    sum's FMAs waited on each other's latency). The (n, ci) in the order of the H1 map they
-    read (12 maps: 110 KB, more than L1 holds); each weight's sum and step are its own, so
-    the order of the (n, ci) changes no bit."""
+    sum's FMAs waited on each other's latency)."""
     wide()
     bias_grad(buf, B2, D2, N2, o)
     for n in range(MAPS):
