@@ -214,42 +214,57 @@ class HistoryRecorder:
 
     def _snapshot(self, step: int, params: dict) -> None:
         """Append every parameter, flattened, to snapshots.bin; then update its index."""
-        dtype = np.dtype(self.cfg.model.dtype).newbyteorder("<")  # little-endian everywhere
-        flat = np.concatenate([np.asarray(params[n], dtype=dtype).ravel() for n in PARAM_NAMES])
-        with open(self.out / SNAPSHOTS, "ab") as f:
-            f.write(flat.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+        dtype = np.dtype(self.cfg.model.dtype)
+        rundir.append_bytes(self.out / SNAPSHOTS, _row_bytes(params, dtype))
         index_path = self.out / SNAPSHOT_INDEX
         index = json.loads(index_path.read_text()) if index_path.exists() else {
-            "dtype": dtype.name, "byteorder": "little", "names": list(PARAM_NAMES),
-            "shapes": [list(np.shape(params[n])) for n in PARAM_NAMES],
-            "steps": []}
+            **_rows_index(params, dtype), "steps": []}
         index["steps"].append(step)
         rundir.write_json(index_path, index)
         self._last_snapshot = step
 
 
-def _row_dtype(params: dict) -> np.dtype:
-    return np.dtype(np.asarray(params[PARAM_NAMES[0]]).dtype).newbyteorder("<")
+def _rows_index(params: dict, dtype: np.dtype) -> dict:
+    """How to read rows of `_row_bytes` (snapshots.json, pass_weights.json)."""
+    return {"dtype": np.dtype(dtype).name, "byteorder": "little", "names": list(PARAM_NAMES),
+            "shapes": [list(np.shape(params[n])) for n in PARAM_NAMES]}
+
+
+def _row_bytes(params: dict, dtype) -> bytes:
+    """Every parameter, flattened in PARAM_NAMES order, little-endian (one raw row)."""
+    little = np.dtype(dtype).newbyteorder("<")
+    return np.concatenate([np.asarray(params[n], dtype=little).ravel()
+                           for n in PARAM_NAMES]).tobytes()
+
+
+def _rows(path: Path, index: dict, limit: int | None = None) -> dict[str, np.ndarray]:
+    """{name: array (rows, *shape)} of a file of `_row_bytes` rows, memory-mapped: its
+    complete rows (a torn last one, a kill mid-append, left out), at most `limit`."""
+    dtype = np.dtype(index["dtype"]).newbyteorder("<" if index["byteorder"] == "little" else ">")
+    sizes = [int(np.prod(s)) for s in index["shapes"]]
+    n = path.stat().st_size // (sum(sizes) * dtype.itemsize)
+    n = n if limit is None else min(n, limit)
+    if n == 0:
+        return {name: np.zeros((0, *shape), dtype) for name, shape in
+                zip(index["names"], index["shapes"], strict=True)}
+    flat = np.memmap(path, dtype=dtype, mode="r", shape=(n, sum(sizes)))
+    out, offset = {}, 0
+    for name, shape, size in zip(index["names"], index["shapes"], sizes, strict=True):
+        out[name] = flat[:, offset:offset + size].reshape(n, *shape)
+        offset += size
+    return out
 
 
 def _start_pass_rows(out: Path, weights: list[dict]) -> None:
     """pass_weights.bin holding these rows (and its index), replacing any before."""
-    dtype = _row_dtype(weights[0])
-    rundir.write_json(out / PASS_ROWS_INDEX, {
-        "dtype": dtype.str, "names": list(PARAM_NAMES),
-        "shapes": [list(np.shape(weights[0][n])) for n in PARAM_NAMES]})
+    dtype = np.asarray(weights[0][PARAM_NAMES[0]]).dtype
+    rundir.write_json(out / PASS_ROWS_INDEX, _rows_index(weights[0], dtype))
     rundir.write_bytes(out / PASS_ROWS, b"".join(_row_bytes(w, dtype) for w in weights))
 
 
-def _row_bytes(params: dict, dtype: np.dtype) -> bytes:
-    return np.concatenate([np.asarray(params[n], dtype=dtype).ravel()
-                           for n in PARAM_NAMES]).tobytes()
-
-
 def _append_pass_row(out: Path, params: dict) -> None:
-    rundir.append_bytes(out / PASS_ROWS, _row_bytes(params, _row_dtype(params)))
+    rundir.append_bytes(out / PASS_ROWS, _row_bytes(params, np.asarray(
+        params[PARAM_NAMES[0]]).dtype))
 
 
 def _end_pass_rows(out: Path, weights: list[dict]) -> None:
@@ -264,21 +279,16 @@ def _read_pass_rows(run_dir: Path) -> list[dict[str, np.ndarray]]:
     index_path = run_dir / PASS_ROWS_INDEX
     try:
         index = json.loads(index_path.read_text())
-        dtype, names = np.dtype(index["dtype"]), index["names"]
-        shapes = [tuple(s) for s in index["shapes"]]
-        data = (run_dir / PASS_ROWS).read_bytes()
+        columns = _rows(run_dir / PASS_ROWS, index)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{index_path}: unreadable ({e}); train the run again to "
                               "rewrite it") from None
-    if names != list(PARAM_NAMES):
-        raise CheckpointError(f"{index_path}: names {names}, expected {list(PARAM_NAMES)}")
-    sizes = [int(np.prod(s)) for s in shapes]
-    rows = np.frombuffer(data, dtype, count=len(data) // (sum(sizes) * dtype.itemsize)
-                         * sum(sizes)).reshape(-1, sum(sizes))
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    return [{n: row[a:b].reshape(shape).astype(dtype.newbyteorder("="))
-             for n, shape, a, b in zip(names, shapes, starts[:-1], starts[1:], strict=True)}
-            for row in rows]
+    if index["names"] != list(PARAM_NAMES):
+        raise CheckpointError(f"{index_path}: names {index['names']}, expected "
+                              f"{list(PARAM_NAMES)}")
+    n = len(columns[PARAM_NAMES[0]])
+    return [{name: np.array(columns[name][p], dtype=columns[name].dtype.newbyteorder("="))
+             for name in PARAM_NAMES} for p in range(n)]
 
 
 def _write_pass_weights(out: Path, weights: list[dict]) -> None:
@@ -366,16 +376,9 @@ def read_snapshots(run_dir: str | os.PathLike) -> tuple[np.ndarray, dict[str, np
     if not index_path.exists():
         return np.zeros(0, dtype=int), {}
     index = json.loads(index_path.read_text())
-    dtype = np.dtype(index["dtype"]).newbyteorder("<" if index["byteorder"] == "little" else ">")
-    sizes = [int(np.prod(s)) for s in index["shapes"]]
-    per_record = sum(sizes)
-    on_disk = (run_dir / SNAPSHOTS).stat().st_size // (per_record * dtype.itemsize)
-    n = min(len(index["steps"]), on_disk)  # a killed run may have one record unindexed
+    # the indexed records only (a killed run may have one more on disk, unindexed)
+    out = _rows(run_dir / SNAPSHOTS, index, limit=len(index["steps"]))
+    n = len(out[index["names"][0]])
     if n == 0:
         return np.zeros(0, dtype=int), {}
-    flat = np.memmap(run_dir / SNAPSHOTS, dtype=dtype, mode="r", shape=(n, per_record))
-    out, offset = {}, 0
-    for name, shape, size in zip(index["names"], index["shapes"], sizes, strict=True):
-        out[name] = flat[:, offset:offset + size].reshape(n, *shape)
-        offset += size
     return np.array(index["steps"][:n]), out
