@@ -98,6 +98,9 @@ class HistoryRecorder:
     are (re)created at the first step, so `fit(..., overwrite=True)` starts them afresh.
     """
 
+    concurrent = True  # writes only into its own model's folder: `fit` may call it on a
+    # thread beside other models' recorders (train.loop._each_model)
+
     def __init__(self, out: str | os.PathLike, cfg: RunConfig, bins: int = BINS):
         self.out, self.cfg, self.bins = Path(out), cfg, bins
         self.passes = cfg.train.passes
