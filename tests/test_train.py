@@ -1,6 +1,7 @@
 """The reference engine and the shared driver: one SGD step by hand, determinism, metrics."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from lecun1989.config import apply_overrides, preset
 from lecun1989.engines.reference import ReferenceEngine
+from lecun1989.errors import UserError
 from lecun1989.model import Net1989, init_params
 from lecun1989.train import checkpoint
 from lecun1989.train.loop import RunData, fit, load_run_data, lr_at, pass_data, stall_warnings
@@ -95,6 +97,52 @@ def test_fit_learns_and_writes_a_complete_run_folder(tmp_path):
     assert all(np.array_equal(params[k], v) for k, v in run.engine.params().items())
     from safetensors.torch import load_file  # no pickle involved
     assert load_file(str(tmp_path / "run/model.safetensors"))["h1_w"].shape == (12, 1, 5, 5)
+
+
+class PassLog:
+    """A callback noting each on_pass's thread; `fail` (a pass) makes it raise there."""
+
+    def __init__(self, seed, calls, concurrent, fail=None):
+        self.seed, self.calls, self.concurrent, self.fail = seed, calls, concurrent, fail
+
+    def on_pass(self, pass_index, metrics, engine):
+        self.calls.append((self.seed, pass_index, threading.current_thread().name))
+        if pass_index == self.fail:
+            raise UserError(f"seed {self.seed} failed at pass {pass_index + 1}")
+
+
+def test_models_end_their_passes_on_threads_only_when_every_callback_allows(tmp_path):
+    """`concurrent` callbacks: each model's end of pass on a thread of its own, the folders
+    equal to those of the models one after the other; any other callback: in model order,
+    on the calling thread. A failure is raised after every model has ended its pass (each
+    has its checkpoint of that pass), the first in model order."""
+    cfg = apply_overrides(preset("paper"), ["passes=2", "engine=reference"])
+    data = _digits()
+    folders = {}
+    for concurrent in (True, False):
+        calls = []
+        fit(cfg, data, tmp_path / str(concurrent), seeds=[0, 1, 2], progress=False,
+            log=lambda s: None, callbacks=lambda c, out, calls=calls, concurrent=concurrent:
+            [PassLog(c.seed, calls, concurrent)])
+        threads = {name for *_, name in calls}
+        main = threading.current_thread().name
+        assert (main not in threads) if concurrent else (threads == {main})
+        if not concurrent:
+            assert [c[:2] for c in calls] == [(s, p) for p in (0, 1) for s in (0, 1, 2)]
+        folders[concurrent] = {
+            f.relative_to(tmp_path / str(concurrent)): f.read_bytes()
+            for f in sorted((tmp_path / str(concurrent)).rglob("*"))
+            if f.is_file() and f.suffix == ".safetensors"}
+    assert folders[True] == folders[False] and len(folders[True]) == 3
+
+    calls = []
+    with pytest.raises(UserError, match="seed 1 failed at pass 1"):
+        fit(cfg, data, tmp_path / "failing", seeds=[0, 1, 2, 3], progress=False,
+            log=lambda s: None, callbacks=lambda c, out: [
+                PassLog(c.seed, calls, True, fail=0 if c.seed in (1, 2) else None)])
+    assert sorted(c[:2] for c in calls) == [(s, 0) for s in (0, 1, 2, 3)]
+    for seed in (0, 3):  # the models beside the failing ones ended pass 1: its checkpoint
+        assert checkpoint.load(tmp_path / "failing" / f"seed-{seed}")[3]["pass"] == 1
 
 
 def test_metrics_match_a_direct_count():
