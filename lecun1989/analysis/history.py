@@ -54,36 +54,76 @@ def histogram(values: np.ndarray, bins: int = BINS) -> dict:
 
 def histograms(tensors: list, bins: int = BINS) -> list[dict]:
     """`histogram` of each tensor, equal to it value for value, in a few numpy calls for all
-    (a run records its 8 tensors every `history_every` steps; np.histogram's own overhead
-    per call was most of the cost): np.histogram's equal-width binning with every tensor's
-    range at once, the moments per tensor as `histogram` computes them."""
+    the tensors of one size (a run records its 8 tensors every `history_every` steps, a
+    K-model run K copies of each at once: `_params_record`; np.histogram's own overhead per
+    call was most of the cost): np.histogram's equal-width binning, row by row of the
+    stacked tensors, and their moments along the rows (numpy sums each row as it sums the
+    tensor alone)."""
     vs = [np.asarray(t, dtype=np.float64).ravel() for t in tensors]
-    if not vs or any(v.size == 0 for v in vs):
-        return [histogram(v, bins) for v in vs]
-    sizes = np.array([v.size for v in vs])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    a = np.concatenate(vs)
-    lo, hi = np.minimum.reduceat(a, starts), np.maximum.reduceat(a, starts)
-    if not np.all(np.isfinite(lo) & np.isfinite(hi)):
-        return [histogram(v, bins) for v in vs]  # (np.histogram's error, as before)
+    out: list[dict | None] = [None] * len(vs)
+    by_size: dict[int, list[int]] = {}
+    for i, v in enumerate(vs):
+        by_size.setdefault(v.size, []).append(i)
+    for size, which in by_size.items():
+        rows = np.stack([vs[i] for i in which]) if size else None
+        for i, record in zip(which, _histogram_rows(rows, bins) if size else [None] * len(which),
+                             strict=True):
+            out[i] = record if record is not None else histogram(vs[i], bins)  # (as before:
+            # np.histogram's own result, or its error for an empty or non-finite tensor)
+    return out  # type: ignore[return-value]
+
+
+def _histogram_rows(rows: np.ndarray, bins: int) -> list[dict | None]:
+    """`histogram` of each row of `rows` (n, size); None for the rows np.histogram itself
+    must handle (a non-finite value, a range too narrow for `bins` distinct edges)."""
+    lo, hi = rows.min(axis=1), rows.max(axis=1)
     flat = hi <= lo
     first, last = np.where(flat, lo - 0.5, lo), np.where(flat, hi + 0.5, hi)
-    edges = np.linspace(first, last, bins + 1, axis=-1)  # np.histogram's own bin edges
-    if not np.all(np.isfinite(edges)) or np.any(np.diff(edges, axis=-1) <= 0):  # as before
-        return [histogram(v, bins) for v in vs]
-    # np.histogram's uniform-bin path, element by element with its tensor's range (each
-    # tensor's scalars repeated over its elements, its edges read from the flat array: the
-    # same numbers as indexing by tensor, without 2-D fancy indexing)
-    indices = ((a - np.repeat(first, sizes)) / np.repeat(last - first, sizes) * bins
-               ).astype(np.intp)
+    with np.errstate(invalid="ignore"):
+        edges = np.linspace(first, last, bins + 1, axis=-1)  # np.histogram's own bin edges
+        usable = (np.isfinite(lo) & np.isfinite(hi) & np.all(np.isfinite(edges), axis=1)
+                  & np.all(np.diff(edges, axis=1) > 0, axis=1))
+    if not np.all(usable):
+        return [_histogram_rows(rows[i:i + 1], bins)[0] if ok else None
+                for i, ok in enumerate(usable)] if len(rows) > 1 else [None]
+    # np.histogram's uniform-bin path, element by element with its row's range
+    indices = ((rows - first[:, None]) / (last - first)[:, None] * bins).astype(np.intp)
     indices[indices == bins] -= 1
-    flat_edges, row = edges.ravel(), np.repeat(np.arange(len(vs)) * (bins + 1), sizes)
-    indices[a < flat_edges[row + indices]] -= 1
-    indices[(a >= flat_edges[row + indices + 1]) & (indices != bins - 1)] += 1
-    counts = np.bincount(np.repeat(np.arange(len(vs)) * bins, sizes) + indices,
-                         minlength=len(vs) * bins).reshape(len(vs), bins)
-    return [{"min": float(lo[i]), "max": float(hi[i]), "mean": float(v.mean()),
-             "std": float(v.std()), "counts": counts[i].tolist()} for i, v in enumerate(vs)]
+    indices[rows < np.take_along_axis(edges, indices, axis=1)] -= 1
+    indices[(rows >= np.take_along_axis(edges, indices + 1, axis=1))
+            & (indices != bins - 1)] += 1
+    counts = np.bincount((indices + (np.arange(len(rows)) * bins)[:, None]).ravel(),
+                         minlength=len(rows) * bins).reshape(len(rows), bins)
+    return [{"min": a, "max": b, "mean": m, "std": s, "counts": c}
+            for a, b, m, s, c in zip(lo.tolist(), hi.tolist(), rows.mean(axis=1).tolist(),
+                                     rows.std(axis=1).tolist(), counts.tolist(), strict=True)]
+
+
+_shared: list = [(None, None, None), None, None]  # `_params_record`'s last:
+# (a weak reference to the engine, step, bins), every model's parameters, their histograms
+
+
+def _params_record(engine, step: int, bins: int) -> tuple[dict, dict]:
+    """(the model's parameters, their `histograms` by name) at `step`. For model k of a
+    K-model engine (a ModelView) every model's at once, kept for the other K - 1 recorders,
+    which ask at the same step (one `histograms` call for K models' tensors: numpy's
+    overhead per call was most of a K-model run's bookkeeping)."""
+    group = getattr(engine, "engine", None)
+    if group is None or len(getattr(group, "cfgs", ())) < 2:
+        params = engine.params()
+        return params, dict(zip(PARAM_NAMES, histograms([params[n] for n in PARAM_NAMES],
+                                                        bins), strict=True))
+    ref, at_step, at_bins = _shared[0]
+    if ref is None or ref() is not group or (at_step, at_bins) != (step, bins):
+        import weakref  # (a weak reference: a finished engine is not kept alive, nor its id
+        # mistaken for a new engine's)
+
+        every = group.params()
+        tensors = histograms([p[n] for p in every for n in PARAM_NAMES], bins)
+        _shared[:] = [(weakref.ref(group), step, bins), every, tensors]
+    k, width = engine.index, len(PARAM_NAMES)
+    return _shared[1][k], dict(zip(PARAM_NAMES, _shared[2][k * width:(k + 1) * width],
+                                   strict=True))
 
 
 def _crossed(step: int, last: int, every: int) -> bool:
@@ -134,8 +174,10 @@ class HistoryRecorder:
         t = self.cfg.train
         params = None
         if _crossed(step, self._last_params, t.history_every):
-            params = engine.params()
-            self._record_params(step, pass_index + 1, params)
+            params, tensors = _params_record(engine, step, self.bins)
+            self._pending_params.append({"step": step, "pass": pass_index + 1,
+                                         "tensors": tensors})
+            self._last_params = step
         if _crossed(step, self._last_snapshot, t.snapshot_every):
             self._snapshot(step, params if params is not None else engine.params())
 
