@@ -298,3 +298,23 @@ def test_cli_train_records_histories_by_default(tmp_path, one_thread, capsys):
                  "loss_every=20", "--set", "history_every=40", "--out", str(out)]) == 0
     assert read_loss(out)["step"].tolist() == [20, 40, 60]
     assert [r["step"] for r in read_param_history(out)] == [0, 40, 60]
+
+
+def test_models_trained_together_record_their_own_histories(tmp_path, one_thread):
+    """K models in one engine share one histograms call at each record: each model's
+    params.jsonl still holds its own weights' histograms (its snapshot at that step)."""
+    cfg = apply_overrides(preset("paper"), [
+        "data.name=digits", "data.limit_train=120", "data.limit_test=30", "passes=2",
+        "engine=reference", "loss_every=20", "history_every=40", "snapshot_every=40"])
+    fit(cfg, load_run_data(cfg), tmp_path, seeds=[0, 1, 2], progress=False,
+        log=lambda *a: None, callbacks=lambda c, out: [HistoryRecorder(out, c)])
+    finals = []
+    for seed in (0, 1, 2):
+        out = tmp_path / f"seed-{seed}"
+        records, (steps, snaps) = read_param_history(out), read_snapshots(out)
+        assert [r["step"] for r in records] == steps.tolist() == [0, 40, 80, 120, 160, 200, 240]
+        for i, record in enumerate(records):
+            for name in PARAM_NAMES:
+                assert record["tensors"][name] == histogram(snaps[name][i])
+        finals.append(records[-1]["tensors"]["h1_w"])
+    assert finals[0] != finals[1] != finals[2]  # (three different models)
