@@ -225,6 +225,35 @@ def mul_rows(buf, dst, src, n):
 
 
 @njit(inline="always", **JIT)
+def fma_row(acc, i, buf, w, x):
+    """Accumulator row i (a constant) += row w times row x, lane by lane (fused): with
+    every index into acc a constant, LLVM keeps the rows in registers across the loop around
+    the calls (an accumulator row chosen by a loop variable lives on the stack, stored after
+    every multiply-add)."""
+    for l in range(L):
+        acc[U(i) * L + l] = fma(buf[at(w) + l], buf[at(x) + l], acc[U(i) * L + l])
+
+
+@njit(inline="always", **JIT)
+def fma_taps(acc, i, buf, d, x):
+    """Accumulator rows i..i+4 += row d times rows x..x+4 (`fma_row`)."""
+    fma_row(acc, i, buf, d, x)
+    fma_row(acc, i + 1, buf, d, x + 1)
+    fma_row(acc, i + 2, buf, d, x + 2)
+    fma_row(acc, i + 3, buf, d, x + 3)
+    fma_row(acc, i + 4, buf, d, x + 4)
+
+
+@njit(inline="always", **JIT)
+def fma_pixels(acc, i, buf, d, xs, x):
+    """Accumulator rows i..i+4 += row d times the shared pixels xs[x + k N1], k = 0..4
+    (taps i..i+4 of one pattern position: `fma_row` with a scalar for the second row)."""
+    for k in range(5):
+        for l in range(L):
+            acc[U(i + k) * L + l] = fma(buf[at(d) + l], xs[x + k * N1], acc[U(i + k) * L + l])
+
+
+@njit(inline="always", **JIT)
 def activate(buf, dst, acc, n, o):
     """rows dst..dst+n = t: tanh(S a) (NC89's A tanh(S a) without A) or max(a, 0), a = acc."""
     zero = type(o.S)(0)
@@ -557,25 +586,24 @@ def h1_input_grad(buf, table, o):
 @njit(**PART)
 def h2_backward(buf, table, o):
     """Autograd of the grouped H2 convolution: grad h2_w[n, ci, u, v] = sum_q d2[n, q]
-    x2[table[n, ci], 2i + u, 2j + v] and grad h2_b. All 25 taps at once: 25 independent
-    sums, each over q in order as before, one load of d2[n, q] for all (5 at a time, each
-    sum's FMAs waited on each other's latency)."""
+    x2[table[n, ci], 2i + u, 2j + v] and grad h2_b. All 25 taps at once: 25 sums in
+    registers (`fma_row`), each over q in order as before."""
     wide()
     bias_grad(buf, B2, D2, N2, o)
+    acc = local_array(buf, 400)  # TAPS rows
     for n in range(MAPS):
         for ci in range(table.shape[1]):
             c = H1PAD + h1_map(table, n, ci) * HS * HS
-            acc = local_array(buf, 400)  # TAPS rows
             for i in range(TAPS * LANES):
                 acc[i] = 0
             for q in range(N2):
-                d = at(D2 + n * N2 + q)
-                for u in range(5):
-                    for v in range(5):
-                        x = at(c + (2 * (q // S2) + u) * HS + 2 * (q % S2) + v)
-                        for l in range(L):
-                            acc[U(5 * u + v) * L + l] = fma(buf[d + l], buf[x + l],
-                                                            acc[U(5 * u + v) * L + l])
+                d = D2 + n * N2 + q
+                x = c + 2 * (q // S2) * HS + 2 * (q % S2)  # tap (0, 0)'s input
+                fma_taps(acc, 0, buf, d, x)
+                fma_taps(acc, 5, buf, d, x + HS)
+                fma_taps(acc, 10, buf, d, x + 2 * HS)
+                fma_taps(acc, 15, buf, d, x + 3 * HS)
+                fma_taps(acc, 20, buf, d, x + 4 * HS)
             for t in range(TAPS):
                 put(buf, W2 + (n * MAPS + ci) * TAPS + t, acc, t, o)
 
@@ -585,16 +613,18 @@ def h1_backward(buf, xs, o):
     """Autograd of the H1 convolution: grad h1_w[m, t] = sum_p DH1[m, p] XCOL[t, p] (all 25
     taps at once: 25 independent sums, each over p in order, the pixels shared); h1_b."""
     wide()
+    acc = local_array(buf, 400)  # TAPS rows, in registers (`fma_row`)
     for m in range(MAPS):
-        acc = local_array(buf, 400)
         for i in range(TAPS * LANES):
             acc[i] = 0
         for p in range(N1):
-            d = at(DH1 + m * N1 + p)
-            for t in range(TAPS):
-                x = xs[XCOL + t * N1 + p]
-                for l in range(L):
-                    acc[U(t) * L + l] = fma(buf[d + l], x, acc[U(t) * L + l])
+            d = DH1 + m * N1 + p
+            x = XCOL + p  # tap 0's pixel; tap t's at x + t * N1
+            fma_pixels(acc, 0, buf, d, xs, x)
+            fma_pixels(acc, 5, buf, d, xs, x + 5 * N1)
+            fma_pixels(acc, 10, buf, d, xs, x + 10 * N1)
+            fma_pixels(acc, 15, buf, d, xs, x + 15 * N1)
+            fma_pixels(acc, 20, buf, d, xs, x + 20 * N1)
         for t in range(TAPS):
             put(buf, W1 + m * TAPS + t, acc, t, o)
     bias_grad(buf, B1, DH1, N1, o)
