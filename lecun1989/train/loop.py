@@ -298,10 +298,15 @@ def _train(models: list[_Model], engine, data: RunData, signals: _StopSignals, p
             losses = engine.train_steps(images, labels, start, stop, lr, keep)
             step += stop - start
             end_of_chunk = stop == n or bool(signals.signum)
-            for m, loss in zip(models, losses, strict=True):
+            # every model's mean loss and check at once (each row's mean as np.mean of the
+            # row alone: numpy sums a contiguous row the same way)
+            losses = np.ascontiguousarray(losses)
+            means, finite = losses.mean(axis=1).tolist(), bool(np.isfinite(losses).all())
+            for m, loss, mean in zip(models, losses, means, strict=True):
                 m.state.step = step
-                m.state.history.append({"step": step, "pass": p, "loss": float(np.mean(loss))})
-                _check_finite(loss, m, p, step, weights=end_of_chunk)  # before a checkpoint
+                m.state.history.append({"step": step, "pass": p, "loss": mean})
+                if end_of_chunk or not finite:  # (the weights: before a checkpoint)
+                    _check_finite(loss, m, p, step, weights=end_of_chunk)
                 for cb in m.callbacks:
                     if hasattr(cb, "on_steps"):
                         cb.on_steps(step, p, loss, m.engine)
