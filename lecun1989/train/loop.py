@@ -123,7 +123,9 @@ def fit(cfg: RunConfig, data: RunData, out: str | os.PathLike | None = None, *,
     uninterrupted run. `callbacks`: objects with any of `on_steps(step, pass_index, losses,
     engine)`, `on_pass(pass_index, metrics, engine)`, `on_checkpoint(step, pass_index)` (before
     a mid-pass checkpoint: a stop), `on_resume(step, pass_index, history)`, or a function
-    (cfg, model folder) -> such objects, called once per model.
+    (cfg, model folder) -> such objects, called once per model. A callback with
+    `concurrent = True` (it touches only its own model's folder) lets the models of a
+    K-model run end their passes on threads, side by side (`_each_model`).
     """
     if resume and out is None:
         raise UserError("resuming needs the run folder (out)")
