@@ -365,7 +365,7 @@ def _end_pass(k: int, m: _Model, *, p: int, step: int, seconds: float, outputs: 
 
 
 def _each_model(models: list[_Model], work: Callable[[int, _Model], None]) -> None:
-    """work(k, model) for every model: on threads, one a model, when there are several and
+    """work(k, model) for every model: on threads (`_pass_pool`) when there are several and
     every callback says it may run beside other models' (`concurrent`: it touches only its
     own model's folder), else one after the other. Each model's files are flushed to disk
     (fsync) several times a pass; on threads those waits overlap instead of adding up (20
@@ -376,12 +376,28 @@ def _each_model(models: list[_Model], work: Callable[[int, _Model], None]) -> No
         for k, m in enumerate(models):
             work(k, m)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    global _pass_pool
+    with _pass_pool_made:
+        if _pass_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(min(len(models), 16), thread_name_prefix="lecun1989-pass") as pool:
-        futures = [pool.submit(work, k, m) for k, m in enumerate(models)]
+            _pass_pool = ThreadPoolExecutor(4, thread_name_prefix="lecun1989-pass")
+    futures = [_pass_pool.submit(work, k, m) for k, m in enumerate(models)]
+    try:
+        for future in futures:  # all of them, before any failure is raised
+            future.exception()
+    finally:
+        for future in futures:  # (interrupted while waiting: none starts after we leave)
+            future.cancel()
     for future in futures:
         future.result()
+
+
+# `_each_model`'s threads: made once and kept for the process, and 4 of them (16, or new
+# ones every pass, added 10-40 MB to a 20-model run and grew it pass after pass; 4 keep
+# most of the overlap: BENCHMARKS.md)
+_pass_pool = None
+_pass_pool_made = threading.Lock()
 
 
 STALLED_AFTER = 5000  # patterns: a network still guessing after this many is stuck
