@@ -719,3 +719,26 @@ def test_docs_list_every_case():
         assert f"def {name}(" in sources, f"docs/robustness.md names {name}: no such test"
     rows = re.findall(r"^\| (?!Input|-)", text, flags=re.M)
     assert f"{len(rows)} cases" in text, f"docs/robustness.md: say '{len(rows)} cases'"
+
+
+def test_a_full_disk_at_one_seeds_end_of_pass_lets_the_others_end_it_and_resume_finishes(
+        monkeypatch, tmp_path, capsys):
+    """Several seeds end their passes side by side (train.loop._each_model): one seed's full
+    disk is one line; the other seeds still write that pass's checkpoint; no temporary file
+    is left anywhere; `--resume` then finishes every seed."""
+    out = tmp_path / OUT
+    seed_1 = out / "seed-1" / rundir.CHECKPOINT
+    refused = _disk_full_at(monkeypatch, lambda path: path == seed_1 and path.is_file())
+    rc, _, err = cli([*RUN, "--seeds", "0-2", "--out", str(out)], capsys)
+    assert_refused(rc, err, f"the disk is full writing {seed_1}; free space and resume with "
+                            f"`lecun1989 train --resume {out}`")
+    assert refused == [seed_1]
+    assert not [p for p in out.rglob("*") if files.is_temporary(p.name)]
+    assert [checkpoint.load_state(out / f"seed-{s}")[2].passes_done for s in (0, 1, 2)] == \
+        [1, 0, 1]
+    monkeypatch.undo()
+    rc, _, err = cli(["train", "--resume", str(out), "--quiet"], capsys)
+    assert rc == 0, err
+    for s in (0, 1, 2):
+        assert json.loads((out / f"seed-{s}" / rundir.SUMMARY).read_text())["passes"][-1][
+            "pass"] == 2

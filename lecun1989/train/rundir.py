@@ -30,9 +30,11 @@ _NAME_MAX, _PATH_MAX = 255, 4096  # Linux's limits, used where the file system d
 
 
 def _resume_hint(folder: Path) -> str | None:
-    """How to go on after a failed write in a run folder: resume if it holds a checkpoint."""
+    """How to go on after a failed write in a run folder: resume if it holds a checkpoint;
+    a seed's folder of a K-model run, its root (which resumes every seed)."""
     if (folder / CHECKPOINT).is_file() and not (folder / SUMMARY).is_file():
-        return f"lecun1989 train --resume {folder}"
+        root = folder.parent if (folder.parent / SEEDS).is_file() else folder
+        return f"lecun1989 train --resume {root}"
     return None
 
 
