@@ -143,12 +143,8 @@ def append_jsonl(path: str | os.PathLike, obj, *, resume: str | None = None) -> 
 def extend_jsonl(path: str | os.PathLike, records, *, resume: str | None = None) -> None:
     """Append JSON lines, one write and one flush to disk for them all."""
     text = "".join(json.dumps(r, default=_jsonable) + "\n" for r in records)
-    if not text:
-        return
-    with safe_write(path, resume), open(path, "a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    if text:
+        append_bytes(path, text.encode(), resume=resume)  # (json.dumps writes ASCII)
 
 
 def append_bytes(path: str | os.PathLike, data: bytes, *, resume: str | None = None) -> None:
