@@ -67,9 +67,9 @@ def histograms(tensors: list, bins: int = BINS) -> list[dict]:
     for i, v in enumerate(vs):
         by_size.setdefault(v.size, []).append(i)
     for size, which in by_size.items():
-        rows = np.stack([vs[i] for i in which]) if size else None
-        for i, record in zip(which, _histogram_rows(rows, bins) if size else [None] * len(which),
-                             strict=True):
+        records = (_histogram_rows(np.stack([vs[i] for i in which]), bins) if size
+                   else [None] * len(which))
+        for i, record in zip(which, records, strict=True):
             out[i] = record if record is not None else histogram(vs[i], bins)  # (as before:
             # np.histogram's own result, or its error for an empty or non-finite tensor)
     return out  # type: ignore[return-value]
