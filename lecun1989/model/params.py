@@ -90,4 +90,3 @@ def _torch_rand(seed: int):
         return (bits.astype(np.float64) * 2.0 ** -53).reshape(shape)
 
     return draw
-
