@@ -166,6 +166,29 @@ def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200
     return out
 
 
+
+def predict_rates(data, reps: int, ks=(5, 20, 64), threads: int = 2) -> dict:
+    """Model-patterns per second (wall) of the lanes engine's `predict` on the test set for
+    K models (`paper`, float32): K = 5 and 20 leave lanes of a block empty in training, not
+    in predict (LANES patterns of one model at a time); K = 64 fills its blocks. Median of
+    reps calls."""
+    from lecun1989.engines.lanes import LanesEngine
+    from lecun1989.model import init_params
+
+    images, out = data.test_images, {}
+    for k in ks:
+        cfgs = [config("paper", f"seed={s}") for s in range(k)]
+        engine = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs], threads)
+        engine.predict(images[:1])  # compiles, or loads the cache
+        seconds = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            engine.predict(images)
+            seconds.append(time.perf_counter() - t)
+        out[f"lanes_predict_k{k}_samples_per_s"] = k * len(images) / statistics.median(seconds)
+    return out
+
+
 CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -277,6 +300,7 @@ def main() -> int:
                                    + steps["sdlm_estimate_seconds"]) / (
                                        steps["fast_float32"] * n / 1e6)
     r.update(many_models(data, reps))
+    r.update(predict_rates(data, reps))
     if not args.quick:
         wall, cpu, final = reproduction_seconds(data, "paper")
         r.update(reproduction_23_passes_s=wall, reproduction_23_passes_cpu_s=cpu,

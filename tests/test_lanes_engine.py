@@ -174,6 +174,40 @@ def test_a_lane_is_the_same_bit_for_bit_whatever_shares_its_engine(digits, dtype
     assert not np.array_equal(outputs[0], outputs[1])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_is_each_models_alone_in_either_layout(digits, dtype, monkeypatch):
+    """`predict` in the blocks' layout, or with LANES patterns of one model in the lanes and
+    the (model, patterns) pieces shared by the threads: 19 models (two blocks), 37 patterns
+    (a last piece of 5), a subset in any order, 1 to 3 threads (shares that end inside a
+    model). Each model's outputs are the same bits in every case, those of the model in an
+    engine of its own, and the reference's."""
+    x, y, test_images = digits
+    cfgs = [_cfg(f"model.dtype={dtype}", f"seed={s}", f"train.sdlm_mu={0.01 * (1 + s % 3)}")
+            for s in range(19)]
+    many = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs])
+    many.begin_pass(0, x, y)
+    many.train_steps(x, y, 0, 40, 1e-3)
+    images, models = test_images[:37], [18, 3, 3, 0, 16]
+    params = many.params(models)
+    outputs = []
+    for rows_cost in (0.0, 1e9):  # the rows layout always, never
+        monkeypatch.setattr(lanes_module, "ROWS_COST", rows_cost)
+        for threads in (1, 2, 3):
+            many.threads, many._pool = threads, None
+            outputs.append(many.predict(images, models))
+    assert outputs[0].shape == (5, 37, 10) and outputs[0].dtype == np.float64
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+    for out, m, p in zip(outputs[0], models, params, strict=True):
+        alone = LanesEngine([cfgs[m]], [p], threads=1).predict(images)[0]
+        assert np.array_equal(out, alone)
+        reference = ReferenceEngine([cfgs[m]], [p]).predict(images)[0]
+        assert _rel(out, reference) < TOL[dtype]
+    assert not np.array_equal(outputs[0][0], outputs[0][3])  # the models do differ
+    for rows_cost in (0.0, 1e9):
+        monkeypatch.setattr(lanes_module, "ROWS_COST", rows_cost)
+        assert many.predict(images[:0]).shape == (19, 0, 10)
+
+
 @pytest.mark.parametrize("optimizer", ["sdlm", "adamw", "sdlm-running"])
 def test_optimizer_state_resumes_exactly(digits, optimizer):
     """Save after 10 steps, load into a fresh engine, continue: bit-identical to going on."""

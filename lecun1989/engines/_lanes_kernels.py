@@ -95,7 +95,7 @@ ROWS = ADAM_BC2 + 1
 # the shared input (scalars, in `xs`)
 XPAD = 0                      # (20, 20)      the padded image
 XCOL = XS * XS                # (25, 64)      XCOL[t, 8y+x] = XPAD[2y+u, 2x+v], t = 5u+v
-XSIZE = XCOL + TAPS * N1
+XSIZE = max(XCOL + TAPS * N1, XS * XS * LANES)  # (prediction: a row per pixel, `predict_rows`)
 
 # A configuration's options (lanes.py builds them; A, S, pad of the engine's dtype).
 # per_param: SGD steps with each parameter's STEP (SDLM) instead of LRV (plain SGD).
@@ -403,11 +403,78 @@ def forward(buf, xs, image, table, o, wb):
     wide()
     load_input(xs, image)
     h1_forward(buf, xs, o, wb)
+    above_h1(buf, table, o, wb)
+
+
+@njit(**PART)
+def above_h1(buf, table, o, wb):
+    """`forward` from H1's output (H1PAD) to the outputs (Y)."""
+    wide()
     h2_forward(buf, table, o, wb)
     if o.dropout:  # Net1989.layers: dropout on H2's output, before H3
         mul_rows(buf, H2, KEEP, MAPS * N2)
     dense_forward(buf, wb + W3, wb + B3, H2, HID, MAPS * N2, T3, H3, o, True)
     dense_forward(buf, wb + W4, wb + B4, H3, OUT, HID, T4, Y, o, o.squash_out)
+
+
+# --- prediction: one model, LANES patterns at once ----------------------------------------
+# Patterns are independent when nothing is learnt, so prediction may turn the layout around:
+# the lanes hold LANES patterns of one model, whose parameter rows hold each weight LANES
+# times (lanes.py), and the input is a row per pixel. No lane is idle when K is not a
+# multiple of LANES (lanes.py chooses the layout that computes fewer lanes). Every lane's
+# numbers are the same operations in the same order as `forward`'s (fma's two factors commute
+# exactly): only H1 reads the input, so only it has its own version here.
+
+@njit(**PART)
+def load_input_rows(xs, images, s0, n):
+    """Rows XPAD.. = patterns s0..s0+n, pattern s0 + l in lane l (n <= LANES), inside the
+    border that `predict_rows` sets; lanes from n on keep what they held."""
+    for l in range(n):
+        for r in range(16):
+            for c in range(16):
+                xs[at(XPAD + (r + 2) * XS + c + 2) + U(l)] = images[s0 + l, 0, r, c]
+
+
+@njit(**PART)
+def h1_forward_rows(buf, xs, o):
+    """`h1_forward` with each lane's own pattern (`load_input_rows`): the tap t = 5u + v of
+    unit (y, x) reads input row XPAD + (2y + u) XS + 2x + v, as XCOL does."""
+    wide()
+    for m in range(MAPS):
+        for p0 in range(0, N1, UB):
+            acc = local_array(buf, 128)  # UB rows
+            for i in range(UB):
+                b = B1 + m * N1 + p0 + i if o.unit_bias else B1 + m
+                for l in range(L):
+                    acc[U(i) * L + l] = buf[at(b) + l]
+            for t in range(TAPS):
+                w = buf[at(W1 + m * TAPS + t)]  # (the same in every lane)
+                x = at(XPAD + (2 * (p0 // 8) + t // 5) * XS + 2 * (p0 % 8) + t % 5)
+                for i in range(UB):  # (units p0..p0+7: one row y, x = 0..7)
+                    for l in range(L):
+                        acc[U(i) * L + l] = fma(w, xs[x + U(2 * i) * L + l],
+                                                acc[U(i) * L + l])
+            activate(buf, T1 + m * N1 + p0, acc, UB, o)
+        for y in range(8):
+            copy_rows(buf, H1PAD + m * HS * HS + (y + 2) * HS + 2, T1 + m * N1 + 8 * y, 8, o.A)
+
+
+@njit(**PART)
+def predict_rows(buf, xs, table, images, start, stop, o, out):
+    """Outputs of patterns start..stop, LANES at a time: out[c * 10 + j, l] = output j of
+    pattern start + c LANES + l (`run`'s PREDICT_ROWS)."""
+    wide()
+    for i in range(XS * XS):  # the input's border (its inside: each chunk's patterns)
+        for l in range(L):
+            xs[at(XPAD + i) + l] = o.pad
+    for s0 in range(start, stop, LANES):
+        load_input_rows(xs, images, s0, min(LANES, stop - s0))
+        h1_forward_rows(buf, xs, o)
+        above_h1(buf, table, o, 0)
+        c = (s0 - start) // LANES
+        for j in range(OUT):
+            for l in range(L):
+                out[c * OUT + j, l] = buf[at(Y + j) + l]
 
 
 # --- backward: gradients, and SDLM's Gauss-Newton second derivatives -----------------------
@@ -692,7 +759,7 @@ def adamw_step(buf, lrs, weight_decay):
 
 # --- the entry point: training, SDLM's estimate, prediction -----------------------------
 
-TRAIN, ESTIMATE, PREDICT = 0, 1, 2  # what `run` does with each pattern
+TRAIN, ESTIMATE, PREDICT, PREDICT_ROWS = 0, 1, 2, 3  # what `run` does with the patterns
 
 
 @njit(**PART)
@@ -747,7 +814,8 @@ def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_deca
               with squared weights and inputs; lanes.py zeroes HESS and copies the weights to
               WSAVE before, and averages after (the weights are squared, and the sum kept in
               GRAD, once per call: `estimate_begin`, `estimate_end`);
-    PREDICT:  out[(s - start) * 10 + j, l] = lane l's output j (o.dropout False).
+    PREDICT:  out[(s - start) * 10 + j, l] = lane l's output j (o.dropout False);
+    PREDICT_ROWS: `predict_rows`: the lanes hold patterns of one model (o.dropout False).
     """
     wide()
     set_padding(buf, xs, o.pad)
@@ -764,6 +832,9 @@ def run(buf, xs, table, images, labels, keep, start, stop, job, lrs, weight_deca
                     buf[at(STEP + i) + l] = tmp[l]
     if job == ESTIMATE:
         estimate_begin(buf)
+    if job == PREDICT_ROWS:
+        predict_rows(buf, xs, table, images, start, stop, o, out)
+        return
     wb = WSAVE if job == ESTIMATE else 0  # where `forward` reads the parameters
     for s in range(start, stop):
         if o.dropout:

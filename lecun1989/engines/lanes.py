@@ -71,6 +71,9 @@ PER_MODEL = frozenset({"preset", "seed", "train.lr", "train.lr_schedule", "train
                        "train.sdlm_mu", "train.sdlm_decay", "train.target", "model.init",
                        "model.bias_init", "model.output_bias_init"})
 RULES: list = []
+# `predict` with patterns in the lanes costs about this many times a block's lane-pattern
+# (BENCHMARKS.md, "predict"): it is chosen when the models needed fill few enough lanes
+ROWS_COST = 1.25
 
 
 def _kernels():
@@ -180,7 +183,7 @@ class LanesEngine:
         self.cfgs, self.cfg = cfgs, cfgs[0]
         self.threads = threads or os.cpu_count() or 1
         self._pool: ThreadPoolExecutor | None = None
-        self._predict_buffers: dict[tuple[int, int], np.ndarray] = {}  # `_predict_buffer`
+        self._predict_buffers: dict[tuple, np.ndarray] = {}  # `_predict_buffer`
         self.k = k = _kernels()
         m, t = self.cfg.model, self.cfg.train
         self.dtype, self.n_models = np.dtype(m.dtype), len(cfgs)
@@ -346,35 +349,79 @@ class LanesEngine:
 
     def predict(self, images: np.ndarray, models=None) -> np.ndarray:
         """Each model's outputs (len(models), N, 10), float64; `models`: a subset, in order.
-        Each block needed runs on copies of its parameters, its patterns split over the
-        threads (`_predict_buffer`)."""
+        In the layout that computes fewer lanes (both give the same bits): the blocks, or
+        `_predict_rows` (LANES patterns of one model in the lanes), when the models needed
+        leave enough of their blocks' lanes empty (ROWS_COST)."""
         images, models, k = _contiguous(images), self._models(models), self.k
         blocks = sorted({m // k.LANES for m in models})
-        n = len(images)
+        if ROWS_COST * len(models) < k.LANES * len(blocks):
+            return self._predict_rows(images, models)
+        return self._predict_blocks(images, models, blocks)
+
+    def _predict_blocks(self, images, models, blocks) -> np.ndarray:
+        """`predict` in the training layout: each block needed runs on copies of its
+        parameters (`_predict_buffer`), its patterns split over the threads."""
+        n, k = len(images), self.k
         parts = max(1, min(n, self.threads // len(blocks)))
         outs = {b: np.empty((n * k.OUT, k.LANES)) for b in blocks}
         bounds = np.linspace(0, n, parts + 1).astype(int)
-
-        self._run([(self._predict_buffer(b, part), images, self._no_labels(),
-                    self._no_keep(), int(lo), int(hi), k.PREDICT, self._no_lr(),
-                    self.eval_options, outs[b][lo * k.OUT:hi * k.OUT])
-                   for b in blocks
-                   for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))])
+        jobs = []
+        for b in blocks:
+            for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+                buf = self._predict_buffer(("blocks", b, part))
+                buf[:k.NPARAM * k.LANES] = self.bufs[b, :k.NPARAM * k.LANES]
+                jobs.append((buf, images, self._no_labels(), self._no_keep(), int(lo),
+                             int(hi), k.PREDICT, self._no_lr(), self.eval_options,
+                             outs[b][lo * k.OUT:hi * k.OUT]))
+        self._run(jobs)
         return np.stack([outs[m // k.LANES].reshape(n, k.OUT, k.LANES)[:, :, m % k.LANES]
                          for m in models])
 
-    def _predict_buffer(self, b: int, part: int) -> np.ndarray:
-        """A buffer of block b's layout holding its parameters, for one share of `predict`'s
-        patterns: the forward pass writes its activations there, not into the training
-        buffer (nor into another share's). Kept between calls, and only the parameters, all
-        that the forward pass reads, are copied in (not the whole buffer, optimizer state
-        and scratch included, into fresh memory each call)."""
-        key, k = (b, part), self.k
+    def _predict_rows(self, images, models) -> np.ndarray:
+        """`predict` with LANES patterns of one model in the lanes
+        (`_lanes_kernels.predict_rows`): the (model, LANES patterns) pieces shared evenly by
+        the threads, each share in a buffer of its own."""
+        n, k, key = len(images), self.k, ("lanes", self.dtype.name, images.dtype.name)
+        chunks = -(-n // k.LANES)
+        out = np.empty((len(models), chunks * k.OUT, k.LANES))
+        if not _compile.loaded(key):  # compiled or loaded through `_run` (its helpers)
+            self._run([(self._predict_buffer(("rows", 0)), images, self._no_labels(),
+                        self._no_keep(), 0, 0, k.PREDICT_ROWS, self._no_lr(),
+                        self.eval_options, self._no_out())])
+        parts = max(1, min(self.threads, len(models) * chunks))
+        bounds = np.linspace(0, len(models) * chunks, parts + 1).astype(int)
+        jobs = [(self._predict_share, (part, images, models, out, int(lo), int(hi)))
+                for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+        _compile.run_jobs(self, jobs, key, _helpers)
+        out = out.reshape(len(models), chunks, k.OUT, k.LANES).transpose(0, 1, 3, 2)
+        return np.ascontiguousarray(out.reshape(len(models), chunks * k.LANES, k.OUT)[:, :n])
+
+    def _predict_share(self, part: int, images, models, out, lo: int, hi: int) -> None:
+        """Pieces lo..hi of `_predict_rows` (piece i: model models[i // chunks], its chunk
+        i % chunks of LANES patterns), model by model."""
+        k, buf = self.k, self._predict_buffer(("rows", part))
+        xs, chunks = aligned_zeros(k.XSIZE, self.dtype), out.shape[1] // k.OUT  # (rows)
+        while lo < hi:
+            i, first = divmod(lo, chunks)
+            last = min(chunks, first + hi - lo)
+            b, lane = divmod(models[i], k.LANES)  # its parameters, in every lane
+            buf[:k.NPARAM * k.LANES].reshape(k.NPARAM, k.LANES)[...] = \
+                self._rows(b)[:k.NPARAM, lane:lane + 1]
+            k.run(buf, xs, self.table, images, self._no_labels(), self._no_keep(),
+                  first * k.LANES, min(len(images), last * k.LANES), k.PREDICT_ROWS,
+                  self._no_lr(), self.weight_decay, self.eval_options,
+                  out[i, first * k.OUT:last * k.OUT])
+            lo += last - first
+
+    def _predict_buffer(self, key: tuple) -> np.ndarray:
+        """A buffer of the blocks' layout for one share of `predict`'s work, where the forward
+        pass writes its activations (not in the training buffer, nor in another share's);
+        the caller copies in the parameters, all that the forward pass reads. Kept between
+        calls (not a whole block, optimizer state and scratch included, copied into fresh
+        memory each call)."""
         if key not in self._predict_buffers:
-            self._predict_buffers[key] = aligned_zeros(self.bufs[b].shape, self.dtype)
-        buf = self._predict_buffers[key]
-        buf[:k.NPARAM * k.LANES] = self.bufs[b, :k.NPARAM * k.LANES]
-        return buf
+            self._predict_buffers[key] = aligned_zeros(self.bufs[0].shape, self.dtype)
+        return self._predict_buffers[key]
 
     def params(self, models=None) -> list[dict[str, np.ndarray]]:
         """A copy of each model's parameters (the engine's dtype); `models`: a subset."""
