@@ -4,8 +4,11 @@ The paper's fixed pattern order (NC89 §4) means K models see the same pattern a
 step, so their arithmetic has the same shape: _lanes_kernels.py computes LANES models at
 once, every operation a vector operation over models, and this module runs the blocks of
 LANES models on threads. Each model may have its own seed and scalar settings (PER_MODEL):
-a grid over constants and seeds is one engine. The numbers equal the reference engine's
-(tests/test_lanes_engine.py); a model's numbers do not depend on the models beside it.
+a grid over constants and seeds is one engine. `predict`, where patterns are independent,
+may turn the layout around (LANES patterns of one model in the lanes) when the models leave
+lanes of their blocks empty: the same bits, fewer lanes computed. The numbers equal the
+reference engine's (tests/test_lanes_engine.py); a model's numbers do not depend on the
+models beside it.
 
     engine = LanesEngine(cfgs, [init_params(c.model, c.seed) for c in cfgs])
     losses = engine.train_steps(images, labels, 0, 100, lr=np.full(len(cfgs), 0.03))
