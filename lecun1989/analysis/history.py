@@ -67,17 +67,19 @@ def histograms(tensors: list, bins: int = BINS) -> list[dict]:
     for i, v in enumerate(vs):
         by_size.setdefault(v.size, []).append(i)
     for size, which in by_size.items():
-        records = (_histogram_rows(np.stack([vs[i] for i in which]), bins) if size
-                   else [None] * len(which))
-        for i, record in zip(which, records, strict=True):
-            out[i] = record if record is not None else histogram(vs[i], bins)  # (as before:
-            # np.histogram's own result, or its error for an empty or non-finite tensor)
-    return out  # type: ignore[return-value]
+        if size:
+            for i, record in zip(which, _histogram_rows(np.stack([vs[i] for i in which]),
+                                                        bins), strict=True):
+                out[i] = record
+    # the rest (empty or unusual tensors) as `histogram` does them: np.histogram's own
+    # result, or its error, the first tensor's in list order
+    return [r if r is not None else histogram(v, bins) for r, v in zip(out, vs, strict=True)]
 
 
 def _histogram_rows(rows: np.ndarray, bins: int) -> list[dict | None]:
-    """`histogram` of each row of `rows` (n, size); None for the rows np.histogram itself
-    must handle (a non-finite value, a range too narrow for `bins` distinct edges)."""
+    """`histogram` of each row of `rows` (n, size); all None when a row is one that
+    np.histogram itself must handle (a non-finite value, a range too narrow for `bins`
+    distinct edges): rare, and `histogram` then gives each row's record or error."""
     lo, hi = rows.min(axis=1), rows.max(axis=1)
     flat = hi <= lo
     first, last = np.where(flat, lo - 0.5, lo), np.where(flat, hi + 0.5, hi)
@@ -86,8 +88,7 @@ def _histogram_rows(rows: np.ndarray, bins: int) -> list[dict | None]:
         usable = (np.isfinite(lo) & np.isfinite(hi) & np.all(np.isfinite(edges), axis=1)
                   & np.all(np.diff(edges, axis=1) > 0, axis=1))
     if not np.all(usable):
-        return [_histogram_rows(rows[i:i + 1], bins)[0] if ok else None
-                for i, ok in enumerate(usable)] if len(rows) > 1 else [None]
+        return [None] * len(rows)
     # np.histogram's uniform-bin path, element by element with its row's range
     indices = ((rows - first[:, None]) / (last - first)[:, None] * bins).astype(np.intp)
     indices[indices == bins] -= 1
