@@ -166,7 +166,6 @@ def many_models(data, reps: int, k: int = 64, threads: int = 2, steps: int = 200
     return out
 
 
-
 def predict_rates(data, reps: int, ks=(5, 20, 64), threads: int = 2) -> dict:
     """Model-patterns per second (wall) of the lanes engine's `predict` on the test set for
     K models (`paper`, float32): K = 5 and 20 leave lanes of a block empty in training, not

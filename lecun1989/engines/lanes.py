@@ -384,7 +384,7 @@ class LanesEngine:
         """`predict` with LANES patterns of one model in the lanes
         (`_lanes_kernels.predict_rows`): the (model, LANES patterns) pieces shared evenly by
         the threads, each share in a buffer of its own."""
-        n, k, key = len(images), self.k, ("lanes", self.dtype.name, images.dtype.name)
+        n, k, key = len(images), self.k, self._key(images)
         chunks = -(-n // k.LANES)
         out = np.empty((len(models), chunks * k.OUT, k.LANES))
         if not _compile.loaded(key):  # compiled or loaded through `_run` (its helpers)
@@ -395,7 +395,7 @@ class LanesEngine:
         bounds = np.linspace(0, len(models) * chunks, parts + 1).astype(int)
         jobs = [(self._predict_share, (part, images, models, out, int(lo), int(hi)))
                 for part, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
-        _compile.run_jobs(self, jobs, key, _helpers)
+        _compile.run_jobs(self, jobs, key, _helpers, loop_vectorize=False)
         out = out.reshape(len(models), chunks, k.OUT, k.LANES).transpose(0, 1, 3, 2)
         return np.ascontiguousarray(out.reshape(len(models), chunks * k.LANES, k.OUT)[:, :n])
 
@@ -497,9 +497,13 @@ class LanesEngine:
                  stop, job, lrs, self.weight_decay, o, out)
                 for buf, images, labels, keep, start, stop, job, lrs, o, out in jobs]
         # the loop vectoriser off (_compile.vectorizers)
-        _compile.run_jobs(self, [(k.run, args) for args in jobs],
-                          ("lanes", self.dtype.name, jobs[0][3].dtype.name), _helpers,
-                          loop_vectorize=False)
+        _compile.run_jobs(self, [(k.run, args) for args in jobs], self._key(jobs[0][3]),
+                          _helpers, loop_vectorize=False)
+
+    def _key(self, images: np.ndarray) -> tuple:
+        """What `run`'s machine code depends on, for `_compile`: the engine, the weights'
+        dtype, the images' dtype."""
+        return ("lanes", self.dtype.name, images.dtype.name)
 
 
 def _contiguous(images: np.ndarray) -> np.ndarray:
